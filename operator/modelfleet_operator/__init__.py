@@ -1,0 +1,2 @@
+"""ModelFleet's Kubernetes operator: InferenceService resources in, Deployments, Services and
+autoscalers out."""

@@ -1,0 +1,204 @@
+"""The runtime's settings: one pydantic-settings model, read from the command line and the
+environment (prefix ``MODELFLEET_``).
+
+``modelfleet serve`` builds it in ``cli.main()``; the operator imports it to render the exact
+environment a pod gets, so a laptop and a cluster run the same code path. Nothing here reads
+the environment at import time.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MODELFLEET_"
+
+VersionPolicy = Literal["latest", "all", "specific"]
+LogFormat = Literal["json", "text"]
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+
+def bundled_example_uri() -> str:
+    """The path of the iris classifier that ships inside the package."""
+    return str(resources.files("modelfleet_runtime") / "examples" / "iris.onnx")
+
+
+class Settings(BaseSettings):
+    """Everything ``modelfleet serve`` can be told. Each field is also ``MODELFLEET_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        use_attribute_docstrings=True,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- What to serve ---------------------------------------------------------------------
+    model_uri: str = Field(default_factory=bundled_example_uri)
+    """Where the model lives: s3://bucket/prefix, gs://bucket/prefix, https://host/model.onnx,
+    file:///path or a plain path. Either one .onnx file or a repository folder of numbered
+    version folders (1/model.onnx, 2/model.onnx). Default: the bundled iris example."""
+
+    name: str | None = None
+    """Model name in URLs (/v2/models/NAME). Default: 'iris' for the bundled example, else the
+    last segment of the URI without its .onnx suffix."""
+
+    version_policy: VersionPolicy = "latest"
+    """Which versions to load: 'latest' (the newest --num-versions), 'all', or 'specific'
+    (exactly --versions)."""
+
+    num_versions: int = Field(default=1, ge=1)
+    """How many of the newest versions the 'latest' policy keeps loaded."""
+
+    versions: list[int] = Field(default_factory=list)
+    """The version numbers the 'specific' policy loads, e.g. '[1,3]'."""
+
+    sha256: dict[int, str] = Field(default_factory=dict)
+    """Expected sha256 digest of model.onnx per version, e.g. '{"1": "ab12..."}'. A mismatch
+    is a load failure; versions not listed are not checked."""
+
+    poll_interval: float = Field(default=30.0, ge=0)
+    """Seconds between checks of storage for new versions (0 turns polling off). Only the
+    'latest' and 'all' policies can pick up new versions."""
+
+    model_dir: Path = Field(default=Path("/tmp/modelfleet/models"))
+    """Local folder the versions are downloaded into (an emptyDir in a pod)."""
+
+    # --- Storage -------------------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("s3_endpoint_url", "AWS_ENDPOINT_URL")
+    )
+    """S3 endpoint for S3-compatible stores (MinIO, SeaweedFS, Ceph). Default: AWS, or
+    $AWS_ENDPOINT_URL. Credentials come from the standard AWS_* variables or the pod's role."""
+
+    s3_region: str | None = None
+    """S3 region. Default: boto3's own resolution ($AWS_REGION, config files)."""
+
+    s3_ca_bundle: Path | None = None
+    """CA bundle for the S3 endpoint's TLS certificate. Default: $AWS_CA_BUNDLE or the system's."""
+
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    """S3 bucket addressing; S3-compatible servers usually want 'path'."""
+
+    gcs_endpoint_url: str = "https://storage.googleapis.com"
+    """Google Cloud Storage endpoint (an emulator's address in tests)."""
+
+    gcs_credentials_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("gcs_credentials_file", "GOOGLE_APPLICATION_CREDENTIALS"),
+    )
+    """Service-account key file for private gs:// buckets. Without it, objects are read
+    anonymously (public buckets, like KServe's samples)."""
+
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "https", "file"])
+    """URI schemes the server may fetch from; anything else is refused before any connection."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """If set, the only hosts (S3/GCS endpoints, https hosts) the server may contact."""
+
+    download_concurrency: int = Field(default=8, ge=1, le=64)
+    """Parallel byte-range requests per large object."""
+
+    download_part_size: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes per range request; objects larger than this download in parallel parts."""
+
+    retry_initial_backoff: float = Field(default=0.5, gt=0)
+    """Seconds before the first retry of a failed storage call; doubles with jitter."""
+
+    retry_max_backoff: float = Field(default=30.0, gt=0)
+    """Upper bound in seconds of one wait between storage retries."""
+
+    retry_deadline: float = Field(default=300.0, gt=0)
+    """Seconds after which a failing storage call gives up and the model is reported
+    not ready with the reason (the poll loop tries again later)."""
+
+    # --- Serving -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Address to listen on (the operator sets 0.0.0.0 in pods)."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """HTTP port."""
+
+    max_body_size: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest request body in bytes (as Triton); larger ones get 413."""
+
+    max_concurrency: int = Field(default=256, ge=1)
+    """Requests in flight beyond which the server answers 503 at once instead of queueing."""
+
+    grace_period: float = Field(default=25.0, ge=0)
+    """Seconds that in-flight requests get to finish after SIGTERM (below Kubernetes' 30 s)."""
+
+    log_level: str = "INFO"
+    """Python log level name."""
+
+    log_format: LogFormat = "json"
+    """'json' (one JSON object per line) or 'text'."""
+
+    # --- ONNX Runtime ------------------------------------------------------------------------
+    intra_op_threads: int = Field(default=0, ge=0)
+    """Threads ONNX Runtime uses inside one operator (0: ONNX Runtime's own choice, one per
+    core). Set it to the pod's CPU limit."""
+
+    inter_op_threads: int = Field(default=0, ge=0)
+    """Threads across independent operators (0: ONNX Runtime's choice)."""
+
+    graph_optimization: GraphOptimization = "all"
+    """ONNX Runtime graph optimisation level."""
+
+    execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    """ONNX Runtime execution providers, in order of preference (e.g. CUDAExecutionProvider)."""
+
+    inference_threads: int = Field(default=4, ge=1)
+    """Worker threads running inference (ONNX Runtime releases the GIL in run)."""
+
+    # --- Dynamic batching -------------------------------------------------------------------
+    max_batch_size: int = Field(default=0, ge=0)
+    """Largest batch the dynamic batcher forms along the first dimension (0: no batching)."""
+
+    max_queue_delay_us: int = Field(default=500, ge=0)
+    """Microseconds a request may wait for others to fill a batch."""
+
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    """Batch sizes the batcher sends at once when reached, without waiting out the delay."""
+
+    max_queue_size: int = Field(default=1024, ge=1)
+    """Requests waiting in the batch queue beyond which new ones get 503."""
+
+    # --- Authentication ---------------------------------------------------------------------
+    auth_tokens_file: Path | None = None
+    """File of accepted bearer tokens, one per line (a mounted Secret); re-read when it
+    changes, so tokens rotate without a restart. Unset: no authentication."""
+
+    auth_token: SecretStr | None = None
+    """One accepted bearer token given directly (prefer --auth-tokens-file)."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_digests(cls, value: dict[int, str]) -> dict[int, str]:
+        for version, digest in value.items():
+            hexdigest = digest.removeprefix("sha256:").lower()
+            if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+                raise ValueError(f"version {version}: sha256 must be 64 hex digits")
+            value[version] = hexdigest
+        return value
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> Settings:
+        if self.version_policy == "specific" and not self.versions:
+            raise ValueError("version_policy 'specific' needs at least one entry in versions")
+        if any(v < 1 for v in self.versions):
+            raise ValueError("version numbers start at 1")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The name the model is served under."""
+        if self.name:
+            return self.name
+        stem = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
+        return stem.removesuffix(".onnx") or "model"

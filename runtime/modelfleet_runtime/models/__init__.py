@@ -1,0 +1,1 @@
+"""Model loading, versions and batching."""

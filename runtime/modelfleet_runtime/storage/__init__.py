@@ -1,0 +1,1 @@
+"""Object storage: one module per URI scheme behind the ModelSource seam (see base.py)."""

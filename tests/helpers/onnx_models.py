@@ -1,0 +1,99 @@
+"""Tiny ONNX models built with onnx.helper for tests: nothing is downloaded at test time.
+
+Every builder returns the serialized model bytes; ``write_repository`` lays them out as a
+model repository (``<root>/<version>/model.onnx``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _model(graph: onnx.GraphProto) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def add_constant(value: float, *, features: int = 4, dtype: int = TensorProto.FLOAT) -> bytes:
+    """``output0 = input0 + value`` over a ``[batch, features]`` tensor (batch dynamic):
+    versions built with different ``value`` give distinguishable answers."""
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    const = numpy_helper.from_array(np.full([features], value, dtype=np_dtype), "c")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["input0", "c"], ["output0"])],
+        "add_constant",
+        [helper.make_tensor_value_info("input0", dtype, ["batch", features])],
+        [helper.make_tensor_value_info("output0", dtype, ["batch", features])],
+        initializer=[const],
+    )
+    return _model(graph)
+
+
+def identity(dtype: int, shape: list[int | str] | None = None) -> bytes:
+    """``output0 = input0`` for any ONNX element type (the datatype round-trip tests)."""
+    dims = shape if shape is not None else ["batch", 3]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input0"], ["output0"])],
+        "identity",
+        [helper.make_tensor_value_info("input0", dtype, dims)],
+        [helper.make_tensor_value_info("output0", dtype, dims)],
+    )
+    return _model(graph)
+
+
+def two_in_two_out(*, features: int = 4) -> bytes:
+    """``sum = a + b`` and ``diff = a - b`` over ``[batch, features]`` float32 tensors."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Sub", ["a", "b"], ["diff"]),
+        ],
+        "two_in_two_out",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", features]) for n in "ab"],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", features])
+            for n in ("sum", "diff")
+        ],
+    )
+    return _model(graph)
+
+
+def mlp(sizes: list[int], *, seed: int = 0) -> bytes:
+    """A ReLU MLP (``sizes[0] -> ... -> sizes[-1]``) with random weights, dynamic batch."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, current = [], [], "input0"
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        w = rng.standard_normal((n_in, n_out), dtype=np.float32) / np.sqrt(n_in)
+        b = rng.standard_normal(n_out, dtype=np.float32) * 0.1
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        last = i == len(sizes) - 2
+        out = "output0" if last else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [out if last else f"g{i}"]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input0", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        initializer=inits,
+    )
+    return _model(graph)
+
+
+def write_repository(root: Path, versions: dict[int, bytes]) -> Path:
+    """Write ``{version: model bytes}`` as ``root/<version>/model.onnx``; returns ``root``."""
+    for version, blob in versions.items():
+        folder = root / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.onnx").write_bytes(blob)
+    return root
