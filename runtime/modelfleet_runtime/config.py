@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELFLEET_"
@@ -70,11 +70,10 @@ class Settings(BaseSettings):
     """Local folder the versions are downloaded into (an emptyDir in a pod)."""
 
     # --- Storage -------------------------------------------------------------------------
-    s3_endpoint_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("s3_endpoint_url", "AWS_ENDPOINT_URL")
-    )
-    """S3 endpoint for S3-compatible stores (MinIO, SeaweedFS, Ceph). Default: AWS, or
-    $AWS_ENDPOINT_URL. Credentials come from the standard AWS_* variables or the pod's role."""
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for S3-compatible stores (MinIO, SeaweedFS, Ceph). Default: boto3's own
+    ($AWS_ENDPOINT_URL, else AWS). Credentials come from the standard AWS_* variables or the
+    pod's role, never from these settings."""
 
     s3_region: str | None = None
     """S3 region. Default: boto3's own resolution ($AWS_REGION, config files)."""
@@ -88,12 +87,10 @@ class Settings(BaseSettings):
     gcs_endpoint_url: str = "https://storage.googleapis.com"
     """Google Cloud Storage endpoint (an emulator's address in tests)."""
 
-    gcs_credentials_file: Path | None = Field(
-        default=None,
-        validation_alias=AliasChoices("gcs_credentials_file", "GOOGLE_APPLICATION_CREDENTIALS"),
-    )
-    """Service-account key file for private gs:// buckets. Without it, objects are read
-    anonymously (public buckets, like KServe's samples)."""
+    gcs_credentials_file: Path | None = None
+    """Service-account key file for private gs:// buckets (default: the file named by
+    $GOOGLE_APPLICATION_CREDENTIALS, if set). Without one, objects are read anonymously
+    (public buckets, like KServe's samples)."""
 
     allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "https", "file"])
     """URI schemes the server may fetch from; anything else is refused before any connection."""

@@ -1,0 +1,81 @@
+"""The ``modelfleet`` command.
+
+``modelfleet serve`` runs the inference runtime; its options are the fields of
+``config.Settings`` (each also an environment variable ``MODELFLEET_<NAME>``). Other
+subcommands (``operator``, ``render``, ``crd``) are found through the ``modelfleet.commands``
+entry points, so the runtime never imports the operator and the runtime image need not ship it.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+from pydantic import ValidationError
+from pydantic_settings import CliSettingsSource
+
+from modelfleet_runtime import __version__, logs
+from modelfleet_runtime.config import Settings
+
+USAGE = """usage: modelfleet COMMAND [OPTIONS]
+
+commands:
+  serve      serve a model over HTTP (the bundled iris example by default)
+  operator   run the Kubernetes operator
+  render     print the objects the operator would apply for an InferenceService
+  crd        print the InferenceService CustomResourceDefinition
+
+'modelfleet COMMAND --help' describes a command's options.
+"""
+
+
+def parse_settings(argv: list[str]) -> Settings:
+    """Settings from ``argv`` over the environment over the defaults."""
+    source: CliSettingsSource[Settings] = CliSettingsSource(
+        Settings,
+        cli_prog_name="modelfleet serve",
+        cli_kebab_case=True,
+        cli_implicit_flags=False,
+        cli_use_class_docs_for_groups=False,
+    )
+    return Settings(_cli_settings_source=source(args=argv))
+
+
+def serve_command(argv: list[str]) -> int:
+    try:
+        settings = parse_settings(argv)
+    except ValidationError as exc:
+        sys.stderr.write(f"modelfleet serve: invalid settings:\n{exc}\n")
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    from modelfleet_runtime.server import serve
+
+    return serve(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    if args[0] == "--version":
+        sys.stdout.write(f"modelfleet {__version__}\n")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "serve":
+        return serve_command(rest)
+    for entry in entry_points(group="modelfleet.commands"):
+        if entry.name == command:
+            try:
+                run = entry.load()
+            except ImportError as exc:
+                sys.stderr.write(f"modelfleet {command} needs the operator extra: {exc}\n")
+                return 2
+            result: int = run(rest)
+            return result
+    sys.stderr.write(f"modelfleet: unknown command {command!r}\n\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

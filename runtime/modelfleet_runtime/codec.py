@@ -1,0 +1,347 @@
+"""Bytes on the wire <-> numpy arrays, for the Open Inference Protocol (JSON and the binary
+tensor data extension) and V1 ``:predict``.
+
+Called by ``app.py`` on every request, so it is the hot path: orjson for JSON, numpy for
+element conversion (no Python loops over elements), and every size check done on the declared
+shape before anything is allocated. Every problem raises ``BadRequestError`` with a message
+naming the input.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelfleet_runtime.errors import BadRequestError
+from modelfleet_runtime.protocol import (
+    DATATYPES,
+    InferRequest,
+    InferResponse,
+    TensorSpec,
+    datatype_of,
+)
+
+HEADER_LENGTH = "inference-header-content-length"
+_LENGTH = struct.Struct("<I")
+_INT_RANGES = {
+    k: (np.iinfo(v).min, np.iinfo(v).max) for k, v in DATATYPES.items() if v.kind in "iu"
+}
+
+
+def loads(body: bytes) -> Any:
+    """Parse JSON, turning any parser complaint into a 400."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...], int]:
+    """Validate a declared shape and its element count before anything is allocated."""
+    if not isinstance(raw, list) or not all(type(d) is int for d in raw):
+        raise BadRequestError(f"input '{name}': shape must be a list of integers, got {raw!r}")
+    if any(d < 0 for d in raw):
+        raise BadRequestError(f"input '{name}': shape {raw} has a negative dimension")
+    count = math.prod(raw)
+    if count > max_elements:
+        raise BadRequestError(
+            f"input '{name}': shape {raw} holds {count} elements, more than the body limit allows"
+        )
+    return tuple(raw), count
+
+
+def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
+    """Convert JSON data (flat or nested lists) to a flat array of ``datatype``."""
+    if not isinstance(data, list):
+        raise BadRequestError(f"input '{name}': data must be a list")
+    dtype = DATATYPES[datatype]
+    try:
+        if datatype == "BYTES":
+            array = np.array(data, dtype=object).reshape(-1)
+            if not all(isinstance(v, str) for v in array):
+                raise BadRequestError(f"input '{name}': BYTES data must be strings")
+        else:
+            array = np.asarray(data).reshape(-1)
+            array = _cast(array, name, datatype, dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
+    if array.size != count:
+        raise BadRequestError(
+            f"input '{name}': shape holds {count} elements but data has {array.size}"
+        )
+    return array
+
+
+def _cast(
+    array: np.ndarray[Any, Any], name: str, datatype: str, dtype: np.dtype[Any]
+) -> np.ndarray[Any, Any]:
+    kind = array.dtype.kind
+    if array.size == 0:
+        return array.astype(dtype)
+    allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
+    if kind not in allowed:
+        got = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}.get(kind, kind)
+        raise BadRequestError(f"input '{name}': {datatype} data cannot hold {got}")
+    if datatype in _INT_RANGES:
+        low, high = _INT_RANGES[datatype]
+        if array.min() < low or array.max() > high:
+            raise BadRequestError(f"input '{name}': a value is out of range for {datatype}")
+    return array.astype(dtype, copy=False)
+
+
+def _from_binary(chunk: memoryview, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
+    if datatype == "BYTES":
+        return _unpack_bytes(chunk, name, count)
+    dtype = DATATYPES[datatype].newbyteorder("<")
+    if len(chunk) != count * dtype.itemsize:
+        raise BadRequestError(
+            f"input '{name}': binary data has {len(chunk)} bytes, "
+            f"shape and {datatype} need {count * dtype.itemsize}"
+        )
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def _unpack_bytes(chunk: memoryview, name: str, count: int) -> np.ndarray[Any, Any]:
+    """BYTES in the binary extension: each element is a 4-byte little-endian length + bytes."""
+    values: list[str] = []
+    offset = 0
+    while offset < len(chunk):
+        if offset + 4 > len(chunk):
+            raise BadRequestError(f"input '{name}': truncated BYTES element")
+        (length,) = _LENGTH.unpack_from(chunk, offset)
+        offset += 4
+        if offset + length > len(chunk):
+            raise BadRequestError(f"input '{name}': truncated BYTES element")
+        values.append(bytes(chunk[offset : offset + length]).decode("utf-8", "replace"))
+        offset += length
+    if len(values) != count:
+        raise BadRequestError(f"input '{name}': shape holds {count} elements but got {len(values)}")
+    return np.array(values, dtype=object)
+
+
+def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
+    """Decode an Open Inference Protocol request (JSON, or JSON + binary tensors)."""
+    binary = memoryview(b"")
+    if header_length is not None:
+        try:
+            split = int(header_length)
+        except ValueError:
+            raise BadRequestError("Inference-Header-Content-Length must be an integer") from None
+        if not 0 < split <= len(body):
+            raise BadRequestError(
+                f"Inference-Header-Content-Length {split} is outside the body's {len(body)} bytes"
+            )
+        binary = memoryview(body)[split:]
+        body = body[:split]
+    request = _object(loads(body), "request body")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequestError("request must have a non-empty 'inputs' list")
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    offset = 0
+    for index, raw in enumerate(inputs):
+        name, array, used = _decode_input(raw, index, binary[offset:], max_elements)
+        if name in arrays:
+            raise BadRequestError(f"input '{name}' appears more than once")
+        arrays[name] = array
+        offset += used
+    if offset != len(binary):
+        raise BadRequestError(f"{len(binary) - offset} bytes of binary data belong to no input")
+    return _request(request, arrays)
+
+
+def _decode_input(
+    raw: Any, index: int, binary: memoryview, max_elements: int
+) -> tuple[str, np.ndarray[Any, Any], int]:
+    item = _object(raw, f"inputs[{index}]")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequestError(f"inputs[{index}] needs a 'name' string")
+    datatype = item.get("datatype")
+    if datatype not in DATATYPES:
+        raise BadRequestError(f"input '{name}': unknown datatype {datatype!r}")
+    shape, count = _shape(item.get("shape"), name, max_elements)
+    size = _parameters(item, name).get("binary_data_size")
+    if size is None:
+        if "data" not in item:
+            raise BadRequestError(f"input '{name}' has no 'data'")
+        return name, _from_json(item["data"], name, datatype, count).reshape(shape), 0
+    if type(size) is not int or not 0 <= size <= len(binary):
+        raise BadRequestError(f"input '{name}': binary_data_size {size!r} exceeds the body")
+    array = _from_binary(binary[:size], name, datatype, count)
+    return name, array.reshape(shape), size
+
+
+def _parameters(item: dict[str, Any], what: str) -> dict[str, Any]:
+    params = item.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequestError(f"'{what}': parameters must be an object")
+    return params
+
+
+ALL_OUTPUTS = "*"
+"""In ``InferRequest.binary_outputs``: every output goes out as binary data."""
+
+
+def _request(request: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]]) -> InferRequest:
+    parameters = _parameters(request, "request")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError("request 'id' must be a string")
+    binary_all = parameters.get("binary_data_output") is True
+    outputs = request.get("outputs")
+    if outputs is None:
+        binary = frozenset({ALL_OUTPUTS}) if binary_all else frozenset()
+        return InferRequest(arrays, request_id, parameters, None, binary)
+    if not isinstance(outputs, list):
+        raise BadRequestError("'outputs' must be a list")
+    names: list[str] = []
+    binary_names: set[str] = set()
+    for index, raw in enumerate(outputs):
+        out = _object(raw, f"outputs[{index}]")
+        name = out.get("name")
+        if not isinstance(name, str):
+            raise BadRequestError(f"outputs[{index}] needs a 'name' string")
+        names.append(name)
+        if _parameters(out, name).get("binary_data", binary_all) is True:
+            binary_names.add(name)
+    return InferRequest(arrays, request_id, parameters, names, frozenset(binary_names))
+
+
+def encode_infer(response: InferResponse, binary_outputs: frozenset[str]) -> tuple[bytes, int]:
+    """The response body, and the JSON header's length when binary tensors follow (else 0)."""
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, array in response.outputs.items():
+        datatype = datatype_of(array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if name in binary_outputs or ALL_OUTPUTS in binary_outputs:
+            raw = _to_binary(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = _to_json_data(array, datatype)
+        outputs.append(entry)
+    body: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id is not None:
+        body["id"] = response.id
+    if response.parameters:
+        body["parameters"] = response.parameters
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, 0
+    return b"".join([header, *chunks]), len(header)
+
+
+def _to_json_data(array: np.ndarray[Any, Any], datatype: str) -> Any:
+    flat = array.reshape(-1)
+    if datatype == "BYTES":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    return np.ascontiguousarray(flat)
+
+
+def _to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts = []
+    for value in array.reshape(-1):
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        parts += [_LENGTH.pack(len(raw)), raw]
+    return b"".join(parts)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON for non-tensor answers (metadata, V1 predictions)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def as_mapping(value: Any, what: str) -> Mapping[str, Any]:
+    return _object(value, what)
+
+
+# --- V1 (TensorFlow Serving style) -------------------------------------------------------
+
+
+def decode_v1(body: bytes, specs: Mapping[str, TensorSpec]) -> tuple[dict[str, Any], bool]:
+    """Decode ``{"instances": rows}`` or ``{"inputs": columns}`` into arrays typed after the
+    model's inputs. Returns the arrays and whether the request was row-shaped."""
+    request = _object(loads(body), "request body")
+    if ("instances" in request) == ("inputs" in request):
+        raise BadRequestError("request needs exactly one of 'instances' or 'inputs'")
+    rows = "instances" in request
+    payload = request["instances" if rows else "inputs"]
+    if rows:
+        payload = _columns(payload, specs)
+    if not isinstance(payload, dict):
+        if len(specs) != 1:
+            raise BadRequestError(f"model has inputs {sorted(specs)}: name them in an object")
+        payload = {next(iter(specs)): payload}
+    arrays = {}
+    for name, value in payload.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise BadRequestError(f"unexpected input '{name}'; model has {sorted(specs)}")
+        arrays[name] = _v1_array(value, name, spec.datatype)
+    return arrays, rows
+
+
+def _columns(instances: Any, specs: Mapping[str, TensorSpec]) -> Any:
+    if not isinstance(instances, list) or not instances:
+        raise BadRequestError("'instances' must be a non-empty list")
+    if len(specs) == 1 and not isinstance(instances[0], dict):
+        return instances
+    if not all(isinstance(row, dict) for row in instances):
+        raise BadRequestError("each instance must be an object of input name to value")
+    return {name: [row.get(name) for row in instances] for name in instances[0]}
+
+
+def _v1_array(value: Any, name: str, datatype: str) -> np.ndarray[Any, Any]:
+    try:
+        if datatype == "BYTES":
+            return np.array(value, dtype=object)
+        array = np.asarray(value)
+        if array.dtype.kind == "O":
+            raise ValueError("rows differ in length")
+        return _cast(array, name, datatype, DATATYPES[datatype])
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
+
+
+def encode_v1(outputs: Mapping[str, np.ndarray[Any, Any]], rows: bool) -> bytes:
+    """``{"predictions": rows}`` for row requests, ``{"outputs": columns}`` otherwise; one
+    output is given bare, several by name."""
+    lists = {name: _plain(array) for name, array in outputs.items()}
+    if not rows:
+        return dumps({"outputs": next(iter(lists.values())) if len(lists) == 1 else lists})
+    if len(lists) == 1:
+        return dumps({"predictions": next(iter(lists.values()))})
+    count = min(len(v) for v in lists.values())
+    return dumps({"predictions": [{k: v[i] for k, v in lists.items()} for i in range(count)]})
+
+
+def _plain(array: np.ndarray[Any, Any]) -> list[Any]:
+    if array.dtype.kind == "O":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
+    result: list[Any] = array.tolist() if array.ndim else [array.item()]
+    return result

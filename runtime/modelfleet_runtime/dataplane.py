@@ -1,0 +1,162 @@
+"""The transport-neutral core: health, metadata and inference on decoded values.
+
+``app.py`` turns HTTP into calls here and results back into HTTP; nothing here knows about
+HTTP. Inference checks a request against the model's signature before anything runs, then
+runs it in a worker thread (or through the model's dynamic batcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from modelfleet_runtime import __version__
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.errors import (
+    BadRequestError,
+    InferenceError,
+    ModelNotReadyError,
+    OverloadedError,
+    ShuttingDownError,
+)
+from modelfleet_runtime.models.onnx import OnnxModel
+from modelfleet_runtime.models.registry import ModelRegistry
+from modelfleet_runtime.protocol import InferRequest, InferResponse, TensorSpec, datatype_of
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+Runner = Callable[[OnnxModel, Arrays, list[str] | None], Awaitable[Arrays]]
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+def check_inputs(model: OnnxModel, inputs: Arrays) -> None:
+    """Raise a 400 naming what was expected and what arrived, Triton style."""
+    expected = model.inputs
+    missing = sorted(expected.keys() - inputs.keys())
+    extra = sorted(inputs.keys() - expected.keys())
+    if missing or extra:
+        detail = []
+        if missing:
+            detail.append(f"missing required input(s) {missing}")
+        if extra:
+            detail.append(f"unexpected input(s) {extra}")
+        raise BadRequestError(
+            f"expected {len(expected)} inputs but got {len(inputs)}: " + "; ".join(detail)
+        )
+    for name, array in inputs.items():
+        _check_input(expected[name], array)
+
+
+def _check_input(spec: TensorSpec, array: np.ndarray[Any, Any]) -> None:
+    got = datatype_of(array)
+    if got != spec.datatype:
+        raise BadRequestError(f"input '{spec.name}': expected datatype {spec.datatype}, got {got}")
+    if not spec.accepts(array.shape):
+        want = [-1 if d is None else d for d in spec.shape]
+        raise BadRequestError(
+            f"input '{spec.name}': expected shape {want}, got {list(array.shape)}"
+        )
+
+
+def check_outputs(model: OnnxModel, outputs: list[str] | None) -> None:
+    if outputs is None:
+        return
+    unknown = sorted(set(outputs) - model.outputs.keys())
+    if unknown:
+        raise BadRequestError(
+            f"unknown output(s) {unknown}; model '{model.name}' has {sorted(model.outputs)}"
+        )
+
+
+class DataPlane:
+    """Health, metadata and inference for the models in ``registry``."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.draining = False
+        self.in_flight = 0
+        self._executor = ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="inference"
+        )
+        self.runner: Runner = self._run_in_thread
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self.draining and self.registry.ready
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """Whether the model (version) serves; 404 for one that does not exist."""
+        try:
+            self.registry.get(name, version)
+        except ModelNotReadyError:
+            return False
+        return not self.draining
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelfleet", "version": __version__, "extensions": EXTENSIONS}
+
+    def model_metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
+        metadata = self.registry.get(name, version).metadata()
+        if version is None:
+            metadata["versions"] = [str(v) for v in sorted(self.registry.versions)]
+        metadata["version_status"] = [s.wire() for s in self.registry.statuses()]
+        return metadata
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return [{"name": self.registry.name} | s.wire() for s in self.registry.statuses()]
+
+    def model(self, name: str, version: int | None = None) -> OnnxModel:
+        """The model version a request goes to: 404 if unknown, 503 if not loaded."""
+        return self.registry.get(name, version)
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Admission control: shed load at once (503) rather than queue without bound."""
+        if self.draining:
+            raise ShuttingDownError()
+        if self.in_flight >= self.settings.max_concurrency:
+            raise OverloadedError(
+                f"server is at its limit of {self.settings.max_concurrency} requests in flight"
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def infer(self, model: OnnxModel, request: InferRequest) -> InferResponse:
+        """Validate one request against the model's signature, then run it."""
+        check_inputs(model, request.inputs)
+        check_outputs(model, request.outputs)
+        outputs = await self.runner(model, request.inputs, request.outputs)
+        return InferResponse(
+            model_name=model.name,
+            model_version=str(model.version),
+            outputs=outputs,
+            id=request.id,
+        )
+
+    async def predict(self, model: OnnxModel, inputs: Arrays) -> Arrays:
+        """Validate inputs and run with every output (the V1 path)."""
+        check_inputs(model, inputs)
+        return await self.runner(model, inputs, None)
+
+    async def _run_in_thread(
+        self, model: OnnxModel, inputs: Arrays, outputs: list[str] | None
+    ) -> Arrays:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, model.run, inputs, outputs)
+        except Exception as exc:  # ONNX Runtime's own error types: a failure inside the model
+            raise InferenceError(f"model '{model.name}' failed to run: {exc}") from exc
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,51 @@
+"""Log set-up: JSON lines (python-json-logger) or plain text, with the request id, model and
+version of the request being served taken from context variables.
+
+``cli.py`` calls ``configure`` once at start-up; the app sets ``request_id`` per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+model_name: ContextVar[str | None] = ContextVar("model_name", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id and model to every record made while serving a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        if getattr(record, "model", None) is None:
+            record.model = model_name.get()
+        return True
+
+
+def configure(level: str, fmt: str) -> None:
+    """Send every log record (ours, uvicorn's, boto's) to stderr in one format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Chatty libraries stay at warning; their debug output can carry request signatures.
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,73 @@
+"""Prometheus metrics of the runtime, on a registry the caller owns (never the global one).
+
+``app.py`` records requests; the model repository records loads; the batcher records batch
+sizes and queue times. Label values are model names, version numbers, protocol names and
+status codes: never anything from a URI or a credential.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """All of the runtime's series, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "modelfleet_requests",
+            "Inference and metadata requests, by model, version, protocol and HTTP status.",
+            ["model", "version", "protocol", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "modelfleet_request_duration_seconds",
+            "Time from request received to response ready.",
+            ["model", "version", "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "modelfleet_requests_in_flight", "Requests being served now.", ["model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "modelfleet_batch_size",
+            "Rows per batch run by the dynamic batcher.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_queue = Histogram(
+            "modelfleet_batch_queue_seconds",
+            "Time a request waited in the batch queue.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.load_duration = Histogram(
+            "modelfleet_model_load_seconds",
+            "Time to fetch, verify, load and warm one model version.",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "modelfleet_model_load_failures",
+            "Model versions that failed to fetch or load, by reason.",
+            ["model", "version", "reason"],
+            registry=r,
+        )
+        self.versions_loaded = Gauge(
+            "modelfleet_model_versions_loaded",
+            "Model versions loaded and serving.",
+            ["model"],
+            registry=r,
+        )

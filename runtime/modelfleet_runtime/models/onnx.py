@@ -1,0 +1,108 @@
+"""One loaded model version: an ONNX Runtime session and its signature.
+
+The model repository creates these (in a worker thread: session creation holds the GIL and
+can take seconds) and the data plane calls ``run`` in worker threads (ONNX Runtime releases
+the GIL inside ``run``). Everything per-model that a request needs is computed once here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.protocol import DATATYPES, ONNX_TYPES, TensorSpec
+
+_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class ModelLoadError(Exception):
+    """The file is not a model ONNX Runtime can load, or it failed its warm-up run."""
+
+    reason = "ModelLoadFailed"
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
+    options.log_severity_level = 3  # ONNX Runtime's own warnings go to stderr otherwise
+    return options
+
+
+def _spec(node: Any) -> TensorSpec:
+    datatype = ONNX_TYPES.get(node.type)
+    if datatype is None:
+        raise ModelLoadError(f"'{node.name}' has type {node.type}, which this server cannot serve")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in node.shape)
+    return TensorSpec(node.name, datatype, shape)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A ready-to-run model version."""
+
+    name: str
+    version: int
+    path: Path
+    session: ort.InferenceSession
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+    @classmethod
+    def load(cls, name: str, version: int, path: Path, settings: Settings) -> OnnxModel:
+        """Create the session, read the signature and run one warm-up inference. Blocking."""
+        try:
+            session = ort.InferenceSession(
+                str(path), session_options(settings), providers=settings.execution_providers
+            )
+        except Exception as exc:  # ONNX Runtime raises its own exception types and RuntimeError
+            raise ModelLoadError(f"ONNX Runtime cannot load version {version}: {exc}") from None
+        inputs = {node.name: _spec(node) for node in session.get_inputs()}
+        outputs = {node.name: _spec(node) for node in session.get_outputs()}
+        model = cls(name, version, path, session, inputs, outputs)
+        model.warm_up()
+        return model
+
+    def warm_up(self) -> None:
+        """One inference on zeros (dynamic dimensions as 1), so the first request is not slow
+        and a model that loads but cannot run never replaces one that can."""
+        feeds = {
+            spec.name: np.zeros(tuple(d or 1 for d in spec.shape), dtype=DATATYPES[spec.datatype])
+            for spec in self.inputs.values()
+        }
+        for spec in self.inputs.values():
+            if spec.datatype == "BYTES":
+                feeds[spec.name] = np.full(tuple(d or 1 for d in spec.shape), "", dtype=object)
+        try:
+            self.session.run(None, feeds)
+        except Exception as exc:
+            raise ModelLoadError(f"version {self.version} failed its warm-up run: {exc}") from None
+
+    def run(
+        self, inputs: dict[str, np.ndarray[Any, Any]], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run inference (blocking; releases the GIL). Returns outputs by name, in order."""
+        names = outputs if outputs is not None else list(self.outputs)
+        results = self.session.run(names, inputs)
+        return dict(zip(names, results, strict=True))
+
+    def metadata(self) -> dict[str, Any]:
+        """The Open Inference Protocol's model metadata."""
+        return {
+            "name": self.name,
+            "versions": [str(self.version)],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.wire() for spec in self.inputs.values()],
+            "outputs": [spec.wire() for spec in self.outputs.values()],
+        }

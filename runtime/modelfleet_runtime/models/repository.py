@@ -1,0 +1,143 @@
+"""Keeps the registry in step with storage: the version policy, loading, hot swaps, polling.
+
+``app.py`` starts ``ModelRepository.run`` as a background task at start-up, so the server is
+live at once and ready when the first version is loaded. Each ``sync`` lists the versions
+storage holds, loads the ones the policy wants (fetch, verify, load, warm in a worker thread),
+publishes each, and only then retires versions the policy no longer wants. A version that
+fails is recorded and not retried until its files change; a serving version is never retired
+unless a wanted one serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.models.onnx import ModelLoadError, OnnxModel
+from modelfleet_runtime.models.registry import ModelRegistry
+from modelfleet_runtime.storage.base import ModelSource, RemoteVersion, StorageError
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str, int, Path, Settings], OnnxModel]
+RETRY_WHILE_UNREADY = 5.0
+"""Seconds between sync attempts while nothing serves and polling is off or slower."""
+
+
+def select_versions(available: Iterable[int], settings: Settings) -> set[int]:
+    """The versions the policy wants, out of those storage holds."""
+    versions = sorted(set(available), reverse=True)
+    if settings.version_policy == "all":
+        return set(versions)
+    if settings.version_policy == "specific":
+        return set(settings.versions)
+    return set(versions[: settings.num_versions])
+
+
+class ModelRepository:
+    """Loads and swaps the versions of one model from one ``ModelSource``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        source: ModelSource,
+        metrics: Metrics,
+        loader: Loader = OnnxModel.load,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.source = source
+        self.metrics = metrics
+        self.loader = loader
+        self._loaded: dict[int, str] = {}  # version -> fingerprint of the files it came from
+        self._failed: dict[int, str] = {}  # version -> fingerprint that failed
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Sync now, then every ``poll_interval`` seconds (more often while nothing serves)."""
+        while True:
+            await self.sync()
+            delay = self._next_delay()
+            if delay is None:
+                return
+            await asyncio.sleep(delay)
+
+    def _next_delay(self) -> float | None:
+        """Seconds to the next sync; None once serving with polling off."""
+        interval = self.settings.poll_interval
+        if not self.registry.ready:
+            return min(interval, RETRY_WHILE_UNREADY) if interval else RETRY_WHILE_UNREADY
+        return interval or None
+
+    async def sync(self) -> None:
+        """One pass: list, load what's wanted and new, then retire what's no longer wanted."""
+        async with self._lock:
+            try:
+                listing = await self.source.list_versions()
+            except StorageError as exc:
+                self._storage_failed(exc)
+                return
+            wanted = select_versions(listing, self.settings)
+            self._note_missing(wanted - listing.keys())
+            for number in sorted(wanted & listing.keys(), reverse=True):
+                await self._ensure(listing[number])
+            self._retire(wanted)
+            self.metrics.versions_loaded.labels(self.registry.name).set(len(self._loaded))
+
+    async def _ensure(self, remote: RemoteVersion) -> None:
+        number, fingerprint = remote.number, remote.fingerprint
+        if self._loaded.get(number) == fingerprint or self._failed.get(number) == fingerprint:
+            return
+        self.registry.mark_loading(number)
+        started = time.perf_counter()
+        try:
+            path = await self.source.fetch(remote)
+            model = await asyncio.to_thread(
+                self.loader, self.registry.name, number, path, self.settings
+            )
+        except (StorageError, ModelLoadError) as exc:
+            self._load_failed(number, fingerprint, exc)
+            return
+        self.registry.publish(model)
+        self._loaded[number] = fingerprint
+        self._failed.pop(number, None)
+        seconds = time.perf_counter() - started
+        self.metrics.load_duration.labels(self.registry.name).observe(seconds)
+        log.info("version %d loaded and serving", number, extra={"model_version": number})
+
+    def _retire(self, wanted: set[int]) -> None:
+        # Availability first: old versions go only once a wanted one serves.
+        if not wanted & self._loaded.keys():
+            return
+        for number in sorted(self._loaded.keys() - wanted):
+            self.registry.retire(number)
+            del self._loaded[number]
+            log.info("version %d retired", number, extra={"model_version": number})
+
+    def _load_failed(self, number: int, fingerprint: str, exc: Exception) -> None:
+        reason = getattr(exc, "reason", type(exc).__name__)
+        self.registry.mark_failed(number, reason, str(exc))
+        if not getattr(exc, "retryable", False):  # a flaky network gets another try next sync
+            self._failed[number] = fingerprint
+        self.metrics.load_failures.labels(self.registry.name, str(number), reason).inc()
+        log.error(
+            "version %d failed to load: %s: %s", number, reason, exc,
+            extra={"model_version": number},
+        )  # fmt: skip
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        message = f"{exc.reason}: {exc}"
+        if not self.registry.ready:
+            self.registry.problem = message
+        self.metrics.load_failures.labels(self.registry.name, "", exc.reason).inc()
+        log.error("cannot list model versions in storage: %s", message)
+
+    def _note_missing(self, missing: set[int]) -> None:
+        for number in sorted(missing):
+            self.registry.mark_failed(number, "NotFound", f"storage has no version {number}")

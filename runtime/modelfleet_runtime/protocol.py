@@ -1,0 +1,163 @@
+"""The Open Inference Protocol's wire shapes, datatypes and the transport-neutral values the
+data plane works on.
+
+``codec.py`` turns HTTP bodies into ``InferRequest`` and ``InferResponse`` back into bodies;
+``dataplane.py`` runs them. The pydantic models here only describe the wire format for the
+OpenAPI document at ``/docs``: requests are parsed by ``codec.py`` with orjson, because a
+pydantic pass over every tensor element would cost more than the inference itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+# Open Inference Protocol datatype -> numpy dtype. BYTES are numpy object arrays of str.
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+# ONNX Runtime's type strings -> Open Inference Protocol datatype.
+ONNX_TYPES: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+# numpy dtype -> datatype, for outputs.
+NUMPY_TYPES: dict[np.dtype[Any], str] = {dtype: name for name, dtype in DATATYPES.items()}
+
+
+def datatype_of(array: np.ndarray[Any, Any]) -> str:
+    """The protocol datatype of an output array (unicode and bytes arrays are BYTES)."""
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    return NUMPY_TYPES[array.dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output of a model's signature; ``None`` marks a dynamic dimension."""
+
+    name: str
+    datatype: str
+    shape: tuple[int | None, ...]
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """Whether a concrete ``shape`` fits this (possibly dynamic) one."""
+        if len(shape) != len(self.shape):
+            return False
+        return all(want is None or want == got for want, got in zip(self.shape, shape, strict=True))
+
+    def wire(self) -> dict[str, Any]:
+        """Metadata form: dynamic dimensions are -1, as Triton reports them."""
+        dims = [-1 if d is None else d for d in self.shape]
+        return {"name": self.name, "datatype": self.datatype, "shape": dims}
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded inference request: input arrays already shaped and typed."""
+
+    inputs: dict[str, np.ndarray[Any, Any]]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] | None = None
+    """Names of the outputs asked for (None: all of them)."""
+    binary_outputs: frozenset[str] = frozenset()
+    """Outputs to send in the binary tensor extension instead of JSON."""
+
+
+@dataclass(slots=True)
+class InferResponse:
+    model_name: str
+    model_version: str
+    outputs: dict[str, np.ndarray[Any, Any]]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Wire models, for the OpenAPI document -----------------------------------------------
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[int] = Field(examples=[[1, 4]])
+    datatype: str = Field(examples=["FP32"])
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = Field(default=None, examples=[[5.1, 3.5, 1.4, 0.2]])
+
+
+class RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequestModel(BaseModel):
+    """Open Inference Protocol request body."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponseModel(BaseModel):
+    """Open Inference Protocol response body."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class ErrorModel(BaseModel):
+    """Every error: what went wrong and why."""
+
+    error: str
+
+
+class V1PredictRequestModel(BaseModel):
+    """TensorFlow-Serving style request: ``instances`` (rows) or ``inputs`` (columns)."""
+
+    instances: list[Any] | None = None
+    inputs: Any = None
+
+
+class V1PredictResponseModel(BaseModel):
+    predictions: list[Any] | None = None
+    outputs: Any = None

@@ -1,0 +1,103 @@
+"""Runs the runtime under uvicorn: wiring, the ready announcement, graceful shutdown.
+
+``cli.serve_command`` calls ``serve(settings)``. On SIGTERM readiness turns 503 at once,
+uvicorn stops accepting connections, in-flight requests finish within ``grace_period``, and
+the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sys
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import uvicorn
+
+from modelfleet_runtime.app import create_app
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.models.onnx import OnnxModel
+from modelfleet_runtime.models.registry import ModelRegistry
+from modelfleet_runtime.models.repository import ModelRepository
+from modelfleet_runtime.storage import open_source
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus: the data plane stops being ready the moment a signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, dataplane: DataPlane) -> None:
+        super().__init__(config)
+        self.dataplane = dataplane
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.dataplane.draining = True
+        super().handle_exit(sig, frame)
+
+
+def build(settings: Settings) -> tuple[Any, DataPlane]:
+    """The app and its data plane, wired from settings (what tests and ``serve`` share)."""
+    metrics = Metrics()
+    registry = ModelRegistry(settings.model_name)
+    repository = ModelRepository(settings, registry, open_source(settings), metrics)
+    dataplane = DataPlane(settings, registry)
+
+    async def background() -> None:
+        await asyncio.gather(repository.run(), _announce(settings, registry))
+
+    return create_app(dataplane, metrics, background), dataplane
+
+
+async def _announce(settings: Settings, registry: ModelRegistry) -> None:
+    """Once the model serves, print a request a user can paste into a shell."""
+    await registry.became_ready.wait()
+    model = next(iter(registry.versions.values()))
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}/v2/models/{model.name}/infer"
+    body = json.dumps({"inputs": example_inputs(model)})
+    sys.stdout.write(
+        f"\nModel '{model.name}' version {model.version} is ready. Try:\n\n"
+        f"  curl -s {url} -H 'content-type: application/json' -d '{body}'\n\n"
+    )
+    sys.stdout.flush()
+
+
+def example_inputs(model: OnnxModel) -> list[dict[str, Any]]:
+    """Inputs from the model's ``modelfleet.example_input`` metadata, else ones and zeros."""
+    meta = model.session.get_modelmeta().custom_metadata_map.get("modelfleet.example_input")
+    examples: dict[str, Any] = json.loads(meta) if meta else {}
+    inputs = []
+    for spec in model.inputs.values():
+        data = examples.get(spec.name)
+        if data is None:
+            shape = [d or 1 for d in spec.shape]
+            data = [1] * math.prod(shape)
+        else:
+            shape = list(np.asarray(data).shape)
+        inputs.append({"name": spec.name, "shape": shape, "datatype": spec.datatype, "data": data})
+    return inputs
+
+
+def serve(settings: Settings) -> int:
+    app, dataplane = build(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=math.ceil(settings.grace_period),
+        server_header=False,
+    )
+    server = DrainingServer(config, dataplane)
+    server.run()
+    return 0
