@@ -1,1 +1,74 @@
 """Object storage: one module per URI scheme behind the ModelSource seam (see base.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..config import Settings
+from . import gcs, https, local, s3
+from .base import (
+    AccessDeniedError,
+    IntegrityError,
+    InvalidUriError,
+    ModelSource,
+    NotAllowedError,
+    NotFoundError,
+    ObjectStore,
+    RemoteFile,
+    RemoteVersion,
+    StorageError,
+    UnavailableError,
+    UnsafePathError,
+)
+from .layout import StoreSource
+from .uri import ParsedUri, check_hosts, check_scheme, parse_uri
+
+__all__ = [
+    "AccessDeniedError",
+    "IntegrityError",
+    "InvalidUriError",
+    "ModelSource",
+    "NotAllowedError",
+    "NotFoundError",
+    "RemoteFile",
+    "RemoteVersion",
+    "StorageError",
+    "UnavailableError",
+    "UnsafePathError",
+    "open_source",
+]
+
+log = logging.getLogger(__name__)
+
+StoreOpener = Callable[[ParsedUri, Settings], tuple[ObjectStore, str | None]]
+"""Builds a scheme's store for a URI, without any network call, and says which key the URI
+names when it names one file (None for a repository folder)."""
+
+STORES: dict[str, StoreOpener] = {
+    "s3": s3.open_store,
+    "gs": gcs.open_store,
+    "https": https.open_store,
+    "http": https.open_store,  # loopback only; see uri.check_scheme
+    "file": local.open_store,
+}
+
+
+def open_source(settings: Settings) -> ModelSource:
+    """The ``ModelSource`` for ``settings.model_uri``.
+
+    Raises InvalidUriError for a malformed URI and NotAllowedError for a scheme or host the
+    allow-lists refuse; both before any connection is made.
+    """
+    parsed = parse_uri(settings.model_uri)
+    check_scheme(parsed, settings.allowed_schemes)
+    opener = STORES.get(parsed.scheme)
+    if opener is None:
+        raise InvalidUriError(
+            f"{parsed.redacted}: no store for scheme {parsed.scheme!r} "
+            f"(known: {', '.join(sorted(STORES))})"
+        )
+    store, single_key = opener(parsed, settings)
+    check_hosts(store.location, store.hosts, settings.allowed_hosts)
+    log.info("model storage: %s", parsed.redacted)
+    return StoreSource(parsed.redacted, store, settings, single_key=single_key)

@@ -10,6 +10,7 @@ shared and live in ``storage/layout.py``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -98,4 +99,53 @@ class ModelSource(Protocol):
     async def fetch(self, version: RemoteVersion) -> Path:
         """Download ``version`` into a temporary folder, verify it (paths, sizes, sha256),
         rename it into place under the model folder, and return the path of its model.onnx."""
+        ...
+
+
+# --- The byte-moving half: one implementation per URI scheme -------------------------------
+
+ProgressFn = Callable[[int], None]
+"""Called with the number of bytes just written (negative to undo a failed attempt)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object in a store, ``key`` relative to the store's root (posix, as listed)."""
+
+    key: str
+    size: int
+    etag: str
+
+
+class ObjectStore(Protocol):
+    """Lists and downloads objects under one root (bucket + prefix, folder, URL directory).
+
+    The methods block (SDK and socket calls); ``layout.py`` runs them in worker threads.
+    They raise the StorageError family only, with messages that name ``location`` and the key
+    but never a credential.
+    """
+
+    location: str
+    """Where the root is, for messages: ``s3://bucket/prefix``; never holds a credential."""
+
+    hosts: tuple[str, ...]
+    """The network endpoints (``host`` or ``host:port``) the store will contact; checked
+    against ``allowed_hosts`` before any call. Empty for local files."""
+
+    ranged: bool
+    """Whether ``download`` honours byte ranges, so large objects can be fetched in parts."""
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, recursively."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """One object's size and etag; NotFoundError if it is absent."""
+        ...
+
+    def download(
+        self, key: str, dest: Path, *, offset: int, length: int | None, progress: ProgressFn
+    ) -> None:
+        """Write bytes ``[offset, offset + length)`` of ``key`` (the whole object when
+        ``length`` is None and ``offset`` is 0, creating ``dest``) into ``dest`` at ``offset``."""
         ...

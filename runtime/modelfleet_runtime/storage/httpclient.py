@@ -1,0 +1,100 @@
+"""Plain HTTP GETs for the https and gs stores, over urllib3 (already a boto3 dependency).
+
+Redirects are never followed: a redirect could point past the host allow-list (SSRF).
+urllib3's own retries are off, as ``retry.py`` owns retrying. Errors carry the caller's
+``where`` (a URL without its query) and never urllib3's text, which repeats the full URL,
+presigned signature included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import urllib3
+
+from .base import (
+    AccessDeniedError,
+    NotFoundError,
+    ProgressFn,
+    StorageError,
+    UnavailableError,
+)
+
+_CHUNK = 1024 * 1024
+TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
+
+
+def new_pool(concurrency: int) -> urllib3.PoolManager:
+    """A connection pool sized for ``concurrency`` parallel range requests."""
+    return urllib3.PoolManager(maxsize=concurrency + 2, timeout=TIMEOUT, retries=False)
+
+
+def open_get(
+    pool: urllib3.PoolManager, url: str, where: str, headers: Mapping[str, str]
+) -> urllib3.BaseHTTPResponse:
+    """Start a GET; the body is left unread. Non-2xx statuses become StorageErrors."""
+    try:
+        response = pool.request(
+            "GET", url, headers=dict(headers), preload_content=False, redirect=False
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise UnavailableError(f"{where}: cannot connect ({type(exc).__name__})") from None
+    if response.status >= 300:
+        response.drain_conn()
+        response.release_conn()
+        raise status_error(response.status, where)
+    return response
+
+
+def status_error(status: int, where: str) -> StorageError:
+    """The StorageError for an HTTP error status."""
+    if status == 404:
+        return NotFoundError(f"{where}: not found (HTTP 404)")
+    if status in (401, 403):
+        return AccessDeniedError(f"{where}: access denied (HTTP {status}); check credentials")
+    if status in (408, 429) or status >= 500:
+        return UnavailableError(f"{where}: server unavailable (HTTP {status})")
+    if 300 <= status < 400:
+        return StorageError(
+            f"{where}: the server redirects (HTTP {status}); redirects are not followed, "
+            "give the final URL",
+            reason="Redirect",
+        )
+    return StorageError(f"{where}: HTTP {status}", reason="HttpError")
+
+
+def stream_to_file(
+    response: urllib3.BaseHTTPResponse,
+    dest: Path,
+    where: str,
+    *,
+    offset: int,
+    length: int | None,
+    progress: ProgressFn,
+) -> None:
+    """Write the body to ``dest`` at ``offset``. A ranged request must get 206: a server that
+    ignores Range would otherwise write the whole object into one part's slot."""
+    try:
+        if length is not None and response.status != 206:
+            raise StorageError(
+                f"{where}: asked for a byte range, got HTTP {response.status}",
+                reason="RangeNotSupported",
+            )
+        mode = "r+b" if length is not None else "wb"
+        with dest.open(mode) as out:
+            out.seek(offset)
+            for chunk in response.stream(_CHUNK):
+                out.write(chunk)
+                progress(len(chunk))
+    except urllib3.exceptions.HTTPError as exc:
+        raise UnavailableError(f"{where}: download cut short ({type(exc).__name__})") from None
+    finally:
+        response.release_conn()
+
+
+def range_header(offset: int, length: int | None) -> dict[str, str]:
+    """The Range header for a part, or none for a whole object."""
+    if length is None:
+        return {}
+    return {"Range": f"bytes={offset}-{offset + length - 1}"}

@@ -1,0 +1,275 @@
+"""The version layout shared by every scheme: list versions, fetch one, verify, promote.
+
+``open_source`` wraps each ``ObjectStore`` in a ``StoreSource``; the model repository then calls
+its two ``ModelSource`` methods. A URI names one ``.onnx`` file (version 1) or a repository
+folder of numbered version folders (``1/model.onnx`` plus external-data files beside it).
+
+A fetch downloads into ``model_dir/<model>/.tmp-*``, checks every path, size and the
+configured sha256, then renames the folder to ``<version>-<fingerprint>`` in one step: a reader
+sees a whole version or none, and a failed or cancelled fetch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from .base import (
+    IntegrityError,
+    ObjectInfo,
+    ObjectStore,
+    RemoteFile,
+    RemoteVersion,
+    StorageError,
+    UnsafePathError,
+)
+from .paths import check_relative, contained, version_number
+from .progress import Progress
+from .retry import Retrier
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HASH_CHUNK = 1024 * 1024
+
+
+class _Cancelled(Exception):
+    """Raised inside a download thread once its fetch has already failed."""
+
+
+class StoreSource:
+    """A ``ModelSource`` over one ``ObjectStore``. ``single_key`` is set when the URI names
+    one file (served as version 1 under the name ``model.onnx``)."""
+
+    def __init__(
+        self, uri: str, store: ObjectStore, settings: Settings, *, single_key: str | None
+    ) -> None:
+        self.uri = uri
+        self._store = store
+        self._settings = settings
+        self._single_key = single_key
+        self._base = settings.model_dir / _folder_name(settings.model_name, uri)
+
+    def _retrier(self) -> Retrier:
+        s = self._settings
+        return Retrier(
+            initial=s.retry_initial_backoff, cap=s.retry_max_backoff, deadline=s.retry_deadline
+        )
+
+    async def list_versions(self) -> dict[int, RemoteVersion]:
+        """The versions storage holds now ({} when the repository is empty)."""
+        if self._single_key is not None:
+            key = self._single_key
+            info = await self._retrier().call(
+                f"{self.uri}", lambda: asyncio.to_thread(self._store.stat, key)
+            )
+            return {1: RemoteVersion(1, (RemoteFile(MODEL_FILE, info.size, info.etag),))}
+        objects = await self._retrier().call(
+            self.uri, lambda: asyncio.to_thread(self._store.list, "")
+        )
+        return group_versions(objects, where=self._store.location)
+
+    def _remote_key(self, version: RemoteVersion, file: RemoteFile) -> str:
+        if self._single_key is not None:
+            return self._single_key
+        return f"{version.number}/{file.path}"
+
+    async def fetch(self, version: RemoteVersion) -> Path:
+        """Download, verify and promote ``version``; return its local model.onnx."""
+        files = _checked_files(version, where=self._store.location)
+        final = self._base / f"{version.number}-{version.fingerprint}"
+        if final.is_dir():
+            await self._check_digest(version.number, final / MODEL_FILE)
+            return final / MODEL_FILE
+        self._base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version.number}-", dir=self._base))
+        try:
+            await self._download_all(version, files, tmp)
+            await self._check_digest(version.number, tmp / MODEL_FILE)
+            return _promote(tmp, final) / MODEL_FILE
+        except OSError as exc:
+            raise StorageError(
+                f"{self.uri}: writing version {version.number} under {self._base} failed: "
+                f"{exc.strerror or type(exc).__name__}",
+                reason="LocalWriteFailed",
+            ) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _download_all(
+        self, version: RemoteVersion, files: list[RemoteFile], tmp: Path
+    ) -> None:
+        """Download every file (large ones in parallel ranges) on a private thread pool, so
+        that on failure or cancellation every thread has stopped before ``tmp`` is removed."""
+        label = f"{self.uri} version {version.number}"
+        total = sum(f.size for f in files)
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(self._settings.download_concurrency, "modelfleet-fetch")
+        retrier = self._retrier()
+        try:
+            with Progress(label, total) as progress:
+                jobs = []
+                for file in files:
+                    dest = contained(tmp, file.path)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    key = self._remote_key(version, file)
+                    for offset, length in self._parts(file, dest):
+                        job = _Job(self._store, key, dest, offset, length, progress, stop)
+                        jobs.append(self._run_job(job, pool, retrier))
+                await _all_or_first_error(jobs)
+            _check_sizes(files, tmp, where=self._store.location, number=version.number)
+        finally:
+            stop.set()
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _parts(self, file: RemoteFile, dest: Path) -> list[tuple[int, int | None]]:
+        part = self._settings.download_part_size
+        if not self._store.ranged or file.size <= part:
+            return [(0, None)]
+        with dest.open("wb") as f:
+            f.truncate(file.size)
+        return [(off, min(part, file.size - off)) for off in range(0, file.size, part)]
+
+    async def _run_job(self, job: _Job, pool: ThreadPoolExecutor, retrier: Retrier) -> None:
+        loop = asyncio.get_running_loop()
+        what = f"{self._store.location}/{job.key}"
+        await retrier.call(what, lambda: loop.run_in_executor(pool, job.run))
+
+    async def _check_digest(self, number: int, model: Path) -> None:
+        expected = self._settings.sha256.get(number)
+        if expected is None:
+            return
+        got = await asyncio.to_thread(_sha256, model)
+        if got != expected:
+            raise IntegrityError(
+                f"{self.uri}: version {number} model.onnx has sha256 {got}, expected {expected}"
+            )
+
+
+class _Job:
+    """One download call (a whole object or one byte range) that undoes its progress when
+    it fails, so a retried part is not counted twice."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        dest: Path,
+        offset: int,
+        length: int | None,
+        progress: Progress,
+        stop: threading.Event,
+    ) -> None:
+        self.key = key
+        self._store, self._dest, self._offset, self._length = store, dest, offset, length
+        self._progress, self._stop = progress, stop
+
+    def run(self) -> None:
+        written = 0
+
+        def count(nbytes: int) -> None:
+            nonlocal written
+            if self._stop.is_set():
+                raise _Cancelled
+            written += nbytes
+            self._progress.add(nbytes)
+
+        try:
+            self._store.download(
+                self.key, self._dest, offset=self._offset, length=self._length, progress=count
+            )
+        except BaseException:
+            self._progress.add(-written)
+            raise
+
+
+async def _all_or_first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines together; on the first failure cancel the rest and raise it."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(job)
+    except BaseExceptionGroup as group_error:
+        first = group_error.exceptions[0]
+        raise first from None
+
+
+def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, RemoteVersion]:
+    """Group listed objects into versions. Any unsafe key refuses the whole listing: a
+    repository holding one is treated as tampered with, not half-trusted."""
+    files: dict[int, list[RemoteFile]] = {}
+    for obj in objects:
+        if obj.key.endswith("/") and obj.size == 0:
+            continue  # a folder marker, as consoles create
+        check_relative(obj.key, where=where)
+        folder, _, rest = obj.key.partition("/")
+        number = version_number(folder, where=where) if rest else None
+        if number is not None:
+            files.setdefault(number, []).append(RemoteFile(rest, obj.size, obj.etag))
+    versions = {}
+    for number, version_files in sorted(files.items()):
+        if not any(f.path == MODEL_FILE for f in version_files):
+            log.warning("%s: version %d has no %s yet; skipping it", where, number, MODEL_FILE)
+            continue
+        versions[number] = RemoteVersion(number, tuple(version_files))
+    return versions
+
+
+def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
+    if version_number(str(version.number), where=where) is None:
+        raise UnsafePathError(f"{where}: version {version.number!r} is not a positive integer")
+    for f in version.files:
+        check_relative(f.path, where=where)
+    if not any(f.path == MODEL_FILE for f in version.files):
+        raise StorageError(
+            f"{where}: version {version.number} has no {MODEL_FILE}", reason="NotFound"
+        )
+    return list(version.files)
+
+
+def _check_sizes(files: list[RemoteFile], tmp: Path, *, where: str, number: int) -> None:
+    for f in files:
+        got = (tmp / f.path).stat().st_size
+        if got != f.size:
+            raise IntegrityError(
+                f"{where}: version {number} file {f.path} is {got} bytes, storage listed "
+                f"{f.size} (it changed during the download?)"
+            )
+
+
+def _promote(tmp: Path, final: Path) -> Path:
+    """Rename ``tmp`` to ``final`` atomically; if a concurrent fetch got there first, keep
+    theirs (same fingerprint, same bytes)."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+    return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _folder_name(name: str, uri: str) -> str:
+    """The model's folder under model_dir: its name when that is a safe file name, else a
+    hash of the URI (a name from the command line is not trusted as a path)."""
+    if _SAFE_NAME.fullmatch(name) and name not in (".", ".."):
+        return name
+    return "model-" + hashlib.sha256(uri.encode()).hexdigest()[:12]
