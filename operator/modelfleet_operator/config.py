@@ -1,0 +1,92 @@
+"""The operator's settings: one pydantic-settings model (env prefix ``MODELFLEET_OPERATOR_``).
+
+Built once at start-up (``modelfleet operator``, kept in kopf's memo) or by ``modelfleet
+render``, then passed to ``render()`` and ``build_status()``. Nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MODELFLEET_OPERATOR_"
+
+
+def _default_resources() -> dict[str, Any]:
+    return {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+
+
+class OperatorConfig(BaseSettings):
+    """Everything the operator can be told. Each field is also ``MODELFLEET_OPERATOR_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, use_attribute_docstrings=True, extra="ignore", frozen=True
+    )
+
+    runtime_image: str = "ghcr.io/modelfleet/runtime:0.1.0"
+    """Runtime image for predictor pods. Pin it by digest in production (repo@sha256:...);
+    ``predictor.model.runtimeVersion`` replaces the tag, ``spec.modelfleet.runtime.image`` the
+    whole reference."""
+
+    image_pull_policy: str = "IfNotPresent"
+    """imagePullPolicy of the runtime container."""
+
+    default_resources: dict[str, Any] = Field(default_factory=_default_resources)
+    """Container resources when the spec gives none; requests and limits both, as Pod
+    Security and the HPA's utilisation maths need requests."""
+
+    cluster_domain: str = "cluster.local"
+    """Cluster DNS domain used in status.url."""
+
+    gateway_api: bool = False
+    """Render a Gateway API HTTPRoute (exact canary weights) next to the Service."""
+
+    gateway_name: str = "modelfleet"
+    """Gateway the HTTPRoutes attach to."""
+
+    gateway_namespace: str | None = None
+    """Namespace of that Gateway; default: the InferenceService's namespace."""
+
+    default_scale_target: dict[str, int] = Field(
+        default_factory=lambda: {"cpu": 80, "memory": 80, "concurrency": 8, "rps": 50}
+    )
+    """scaleTarget per scaleMetric when the spec gives none: % of requests for cpu/memory
+    (KServe's 80), in-flight requests per pod, requests/s per pod."""
+
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    """Prometheus that KEDA queries for concurrency/rps triggers."""
+
+    concurrency_query: str = (
+        'sum(modelfleet_requests_in_flight{{namespace="{namespace}",service="{name}"}})'
+    )
+    """PromQL for the 'concurrency' metric ({namespace}, {name} filled in)."""
+
+    rps_query: str = (
+        'sum(rate(modelfleet_requests_total{{namespace="{namespace}",service="{name}"}}[1m]))'
+    )
+    """PromQL for the 'rps' metric ({namespace}, {name} filled in)."""
+
+    pre_stop_seconds: int = Field(default=5, ge=5)
+    """preStop sleep so endpoints drop the pod before SIGTERM; at least 5 s."""
+
+    termination_margin_seconds: int = Field(default=5, ge=1)
+    """terminationGracePeriodSeconds = preStop + the runtime's grace_period + this margin."""
+
+    startup_failure_threshold: int = Field(default=60, ge=1)
+    """startupProbe attempts (10 s apart) before a pod is restarted: large models need time."""
+
+    progress_deadline_seconds: int = Field(default=600, ge=60)
+    """Deployment progressDeadlineSeconds; past it the rollout is reported RolloutStalled."""
+
+    runtime_defaults: dict[str, str] = Field(default_factory=dict)
+    """Extra runtime settings for every pod, by runtime field name (e.g. {"log_level":
+    "DEBUG"}); rendered as the runtime's MODELFLEET_* variables."""
+
+    allowed_storage_hosts: list[str] = Field(default_factory=list)
+    """If set, passed to the runtime's allowed_hosts: the only storage hosts pods may reach."""

@@ -1,0 +1,61 @@
+"""``render(svc, config)``: the whole set of child objects of one InferenceService.
+
+Pure (no I/O, no clock, no randomness) and deterministic in order. Children carry labels and
+a namespace but no ownerReferences: the live half adds those with ``kopf.adopt``. Called by
+the operator's handlers and by ``modelfleet render``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.render.deployment import deployment
+from modelfleet_operator.render.network import http_route, service, track_services
+from modelfleet_operator.render.plan import Track, deployment_name, plan, split_replicas
+from modelfleet_operator.render.scaling import autoscalers, pdb
+from modelfleet_operator.spec import ParsedService
+
+__all__ = [
+    "ManagedKind",
+    "Track",
+    "deployment_name",
+    "managed_kinds",
+    "plan",
+    "render",
+    "split_replicas",
+]
+
+
+class ManagedKind(NamedTuple):
+    """A kind of child the operator may create (for watches, RBAC and pruning)."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+
+def managed_kinds() -> list[ManagedKind]:
+    """Every child kind ``render`` can produce, in apply order. The live half prunes, by
+    label, children of these kinds that the latest render no longer contains."""
+    return [
+        ManagedKind("apps/v1", "Deployment", "deployments"),
+        ManagedKind("v1", "Service", "services"),
+        ManagedKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        ManagedKind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        ManagedKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        ManagedKind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+    ]
+
+
+def render(svc: ParsedService, config: OperatorConfig) -> list[dict[str, Any]]:
+    """Every child object, in apply order: Deployments, Services, autoscalers, PDB, route."""
+    tracks = plan(svc)
+    return [
+        *(deployment(svc, t, config) for t in tracks),
+        service(svc),
+        *track_services(svc, tracks, config),
+        *autoscalers(svc, tracks, config),
+        *pdb(svc),
+        *http_route(svc, tracks, config),
+    ]

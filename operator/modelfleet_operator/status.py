@@ -1,0 +1,162 @@
+"""The InferenceService status, built purely from the spec, the live children and the
+previous status.
+
+Conditions follow metav1.Condition (type, status, reason, message, lastTransitionTime,
+observedGeneration); ``lastTransitionTime`` only moves when a condition's status flips, so an
+unchanged world yields an identical status (and the live half writes nothing). Called by the
+operator's reconcile; pure: no kopf, no client, no clock (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from modelfleet_operator.render.plan import CANARY, STABLE, Track, plan
+from modelfleet_operator.spec import ParsedService, VersionPolicy
+
+Observed = Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]]
+"""Live children: a mapping of name to object, or just the objects."""
+
+
+def _timestamp(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    ctype: str,
+    ok: bool | None,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """One metav1.Condition; keeps the previous lastTransitionTime unless the status flipped."""
+    status = "Unknown" if ok is None else ("True" if ok else "False")
+    old = _find(previous, ctype)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or _timestamp(now),
+        "observedGeneration": generation,
+    }
+
+
+def _find(previous: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
+    for cond in (previous or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def _deployments(observed: Observed) -> dict[str, Mapping[str, Any]]:
+    objects = observed.values() if isinstance(observed, Mapping) else observed
+    return {
+        str(o.get("metadata", {}).get("name")): o for o in objects if o.get("kind") == "Deployment"
+    }
+
+
+def deployment_health(dep: Mapping[str, Any] | None) -> tuple[bool | None, str, str]:
+    """(ready, reason, message) of one Deployment from its live status."""
+    if dep is None:
+        return False, "Creating", "the Deployment does not exist yet"
+    st = dep.get("status") or {}
+    conds = {c.get("type"): c for c in st.get("conditions") or [] if isinstance(c, Mapping)}
+    progressing = conds.get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return False, "RolloutStalled", str(progressing.get("message") or "rollout stalled")
+    spec = dep.get("spec") or {}
+    want = spec.get("replicas", 1)
+    gen_ok = st.get("observedGeneration", 0) >= (dep.get("metadata") or {}).get("generation", 0)
+    updated, ready = st.get("updatedReplicas", 0), st.get("readyReplicas", 0)
+    available = (conds.get("Available") or {}).get("status") == "True"
+    if gen_ok and available and updated >= want and ready >= want and ready >= 1:
+        return True, "MinimumReplicasAvailable", f"{ready} of {want} replicas ready"
+    if want == 0:
+        return True, "ScaledToZero", "no replicas wanted (scaled to zero)"
+    return False, "RolloutInProgress", f"{ready} of {want} replicas ready, {updated} updated"
+
+
+def policy_summary(policy: VersionPolicy) -> str:
+    """'latest 1', 'all' or '1,3': the versions column."""
+    if policy.policy == "latest":
+        return f"latest {policy.num_versions}"
+    if policy.policy == "all":
+        return "all"
+    return ",".join(str(v) for v in policy.versions)
+
+
+def _component(
+    track: Track, dep: Mapping[str, Any] | None, ok: bool | None, previous: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    st = (dep or {}).get("status") or {}
+    prev = ((previous or {}).get("components") or {}).get(track.track) or {}
+    last_ready = track.storage_uri if ok else prev.get("latestReadyStorageUri")
+    out = {
+        "deployment": track.deployment,
+        "storageUri": track.storage_uri,
+        "versions": policy_summary(track.version_policy),
+        "trafficPercent": track.percent,
+        "replicas": int(st.get("replicas", 0)),
+        "readyReplicas": int(st.get("readyReplicas", 0)),
+    }
+    if last_ready:  # the model that last served, kept while a new one rolls out or stalls
+        out["latestReadyStorageUri"] = last_ready
+    return out
+
+
+def build_status(
+    svc: ParsedService,
+    observed_children: Observed,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    cluster_domain: str = "cluster.local",
+) -> dict[str, Any]:
+    """The whole status of ``svc`` given its live children and the previous status.
+
+    Pass ``cluster_domain=config.cluster_domain`` for the url."""
+    deps = _deployments(observed_children)
+    tracks, gen = plan(svc), svc.generation
+    conds, components = [], {}
+    ready_all, reason, message = True, "Ready", "all predictor replicas ready"
+    for track in tracks:
+        ok, why, msg = deployment_health(deps.get(track.deployment))
+        ctype = "PredictorReady" if track.track == STABLE else "CanaryReady"
+        conds.append(condition(ctype, ok, why, msg, gen, previous, now))
+        components[track.track] = _component(track, deps.get(track.deployment), ok, previous)
+        if not ok and ready_all:
+            ready_all, reason, message = False, why, f"{track.deployment}: {msg}"
+    ready = condition("Ready", ready_all, reason, message, gen, previous, now)
+    canary = next((t for t in tracks if t.track == CANARY), None)
+    return {
+        "observedGeneration": gen,
+        "url": f"http://{svc.name}.{svc.namespace}.svc.{cluster_domain}",
+        "conditions": [ready, *conds],
+        "modelVersions": " | ".join(policy_summary(t.version_policy) for t in tracks),
+        "components": components,
+        "replicas": sum(c["readyReplicas"] for c in components.values()),
+        "canaryTrafficPercent": canary.percent if canary else 0,
+    }
+
+
+def invalid_spec_status(
+    svc_or_body: ParsedService | Mapping[str, Any],
+    message: str,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Ready=False, reason InvalidSpec, with ``message`` saying what to fix. Everything else
+    of the previous status (url, components) is kept: the old children still serve."""
+    if isinstance(svc_or_body, ParsedService):
+        gen = svc_or_body.generation
+    else:
+        gen = int((svc_or_body.get("metadata") or {}).get("generation") or 0)
+    out = {k: v for k, v in (previous or {}).items() if k not in ("conditions", "kopf")}
+    ready = condition("Ready", False, "InvalidSpec", message, gen, previous, now)
+    out.update({"observedGeneration": gen, "conditions": [ready]})
+    return out
