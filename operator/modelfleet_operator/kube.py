@@ -1,0 +1,207 @@
+"""The only module that talks to the Kubernetes API server.
+
+``handlers.py`` calls it through the :class:`Applier` protocol; tests and the benchmark use the
+same client against the kmock emulator. Writes go through one idempotent path, server-side
+apply (``PATCH`` with ``application/apply-patch+yaml``, field manager ``modelfleet``,
+``force=true``), so create and update are the same call and there is no read-modify-write race.
+
+Errors are mapped once, here: 409, 429, 5xx, timeouts and connection errors become
+``kopf.TemporaryError`` with short delays (429 honours ``Retry-After``); any other 4xx is a
+``kopf.PermanentError``. 404 on reads and deletes is not an error: the object is simply absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import ssl
+import tempfile
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+
+Manifest = dict[str, Any]
+
+FIELD_MANAGER = "modelfleet"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_CONTENT_TYPE = "application/merge-patch+json"
+
+CONFLICT_DELAY = 1.0
+"""Seconds before retrying after a 409: another writer won a race; re-applying is cheap."""
+SERVER_ERROR_DELAY = 2.0
+"""Seconds before retrying after a 5xx or a timeout: short, as the targets are seconds."""
+THROTTLE_DELAY = 3.0
+"""Seconds before retrying after a 429 that carries no usable ``Retry-After``."""
+MAX_RETRY_AFTER = 60.0
+"""Upper bound on a server's ``Retry-After``, so that one bad header cannot stall a resource."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KindRef:
+    """One resource kind: how manifests name it and how its URLs are built."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        """The URL of the collection in ``namespace`` (all namespaces if None), or of one object."""
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        scope = f"{prefix}/namespaces/{quote(namespace)}" if namespace else prefix
+        path = f"{scope}/{self.plural}"
+        return f"{path}/{quote(name)}" if name else path
+
+
+class Applier(Protocol):
+    """The seam between the reconcile logic and the API server."""
+
+    async def apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
+        """Server-side apply ``manifest``; returns the object as stored."""
+        ...
+
+    async def delete(self, ref: KindRef, namespace: str, name: str) -> None:
+        """Delete one object; an absent object is not an error."""
+        ...
+
+    async def list(
+        self, ref: KindRef, namespace: str | None, labels: Mapping[str, str]
+    ) -> list[Manifest]:
+        """Objects of ``ref`` in ``namespace`` matching every label; [] if the kind is unknown."""
+        ...
+
+    async def get(self, ref: KindRef, namespace: str, name: str) -> Manifest | None:
+        """One object, or ``None`` when it does not exist."""
+        ...
+
+    async def patch_status(self, ref: KindRef, namespace: str, name: str, status: Manifest) -> None:
+        """Merge-patch the ``status`` subresource."""
+        ...
+
+
+def retry_after(headers: Mapping[str, str]) -> float:
+    """Seconds to wait after a 429, from ``Retry-After`` (seconds form), bounded."""
+    try:
+        value = float(headers.get("Retry-After", ""))
+    except ValueError:
+        return THROTTLE_DELAY
+    return min(max(value, 0.5), MAX_RETRY_AFTER)
+
+
+def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
+    """Turn an HTTP error status into the kopf error that says whether to retry and when."""
+    message = f"API error {status}: {text[:300]}"
+    if status == 409:
+        return kopf.TemporaryError(message, delay=CONFLICT_DELAY)
+    if status == 429:
+        return kopf.TemporaryError(message, delay=retry_after(headers))
+    if status >= 500:
+        return kopf.TemporaryError(message, delay=SERVER_ERROR_DELAY)
+    return kopf.PermanentError(message)
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if info.insecure:
+        return False
+    context = ssl.create_default_context()
+    if info.ca_path:
+        context.load_verify_locations(cafile=info.ca_path)
+    elif info.ca_data:
+        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+        context.load_verify_locations(cadata=data)
+    if info.certificate_path and info.private_key_path:
+        context.load_cert_chain(info.certificate_path, info.private_key_path)
+    elif info.certificate_data and info.private_key_data:
+        _load_cert_data(context, info.certificate_data, info.private_key_data)
+    return context
+
+
+def _load_cert_data(context: ssl.SSLContext, cert: str | bytes, key: str | bytes) -> None:
+    # ssl only loads client certificates from files: write them to private temporary files.
+    with tempfile.NamedTemporaryFile() as cert_file, tempfile.NamedTemporaryFile() as key_file:
+        for handle, data in ((cert_file, cert), (key_file, key)):
+            raw = data.encode() if isinstance(data, str) else data
+            handle.write(base64.b64decode(raw) if b"-----BEGIN" not in raw else raw)
+            handle.flush()
+        context.load_cert_chain(cert_file.name, key_file.name)
+
+
+class KubeClient:
+    """An :class:`Applier` over aiohttp, with the credentials kopf logs in with."""
+
+    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float = 10.0) -> None:
+        self._info = info
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=_ssl_context(self._info), limit=32)
+            self._session = aiohttp.ClientSession(
+                base_url=self._info.server.rstrip("/") + "/",
+                connector=connector,
+                headers=self._info.as_http_headers(),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session (at operator clean-up)."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def _request(
+        self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
+    ) -> Manifest | None:
+        try:
+            async with self._client().request(method, path.lstrip("/"), **kwargs) as response:
+                text = await response.text()
+                if response.status == 404 and missing_ok:
+                    return None
+                if response.status >= 400:
+                    raise map_error(response.status, response.headers, text)
+                return json.loads(text) if text else {}
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise kopf.TemporaryError(
+                f"API unreachable: {exc!r}", delay=SERVER_ERROR_DELAY
+            ) from exc
+
+    async def apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
+        meta = manifest["metadata"]
+        result = await self._request(
+            "PATCH",
+            ref.path(meta["namespace"], meta["name"]),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            data=json.dumps(manifest),  # JSON is YAML: the apply content type accepts it
+            headers={"Content-Type": APPLY_CONTENT_TYPE},
+        )
+        assert result is not None  # 404 raises here: missing_ok is off
+        return result
+
+    async def delete(self, ref: KindRef, namespace: str, name: str) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        await self._request("DELETE", ref.path(namespace, name), missing_ok=True, json=body)
+
+    async def list(
+        self, ref: KindRef, namespace: str | None, labels: Mapping[str, str]
+    ) -> list[Manifest]:
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        result = await self._request(
+            "GET", ref.path(namespace), missing_ok=True, params={"labelSelector": selector}
+        )  # 404: the kind is not installed (no KEDA), so there are none
+        return list(result.get("items") or []) if result else []
+
+    async def get(self, ref: KindRef, namespace: str, name: str) -> Manifest | None:
+        return await self._request("GET", ref.path(namespace, name), missing_ok=True)
+
+    async def patch_status(self, ref: KindRef, namespace: str, name: str, status: Manifest) -> None:
+        await self._request(
+            "PATCH",
+            ref.path(namespace, name) + "/status",
+            missing_ok=True,  # deleted meanwhile: nothing left to report on
+            data=json.dumps({"status": status}),
+            headers={"Content-Type": MERGE_CONTENT_TYPE},
+        )

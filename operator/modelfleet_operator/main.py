@@ -1,0 +1,63 @@
+"""``modelfleet operator``: parse the command line, then run kopf with our handlers.
+
+Called by ``cli.operator_command``. Builds the configuration (``OperatorConfig`` from the
+environment) and a fresh kopf registry here, at start-up, never at import time. With
+``--peering`` several replicas can run: kopf's peering keeps one active, and each replica needs
+a distinct ``--priority`` (equal priorities freeze every replica, O11); without ``--priority``
+one is derived from the host (pod) name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import zlib
+from collections.abc import Sequence
+
+import kopf
+
+from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.handlers import LiveOptions, register
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The ``modelfleet operator`` options."""
+    parser = argparse.ArgumentParser(prog="modelfleet operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch only NS")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all (default)")
+    parser.add_argument("--peering", help="kopf peering name: run more than one replica safely")
+    parser.add_argument("--priority", type=int, help="peering priority; unique per replica")
+    parser.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--resync", type=float, default=60.0, help="resync period, seconds")
+    return parser.parse_args(list(argv))
+
+
+def default_priority() -> int:
+    """A stable per-pod priority, so that replicas differ without configuration."""
+    return 1 + zlib.crc32(socket.gethostname().encode()) % 1_000_000
+
+
+async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
+    """Run the operator until it is stopped (SIGINT/SIGTERM are kopf's to handle)."""
+    registry = kopf.OperatorRegistry()
+    namespaces = tuple(args.namespace)
+    register(registry, config, LiveOptions(resync_seconds=args.resync, namespaces=namespaces))
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority if args.priority is not None else default_priority(),
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(),
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point for ``modelfleet operator``; returns the process exit code."""
+    args = parse_args(argv)
+    asyncio.run(run(args, OperatorConfig()))
+    return 0

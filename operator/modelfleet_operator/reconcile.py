@@ -1,0 +1,180 @@
+"""One level-triggered reconcile of an InferenceService: parse, render, adopt, apply, prune, status.
+
+Called by ``handlers.py`` from kopf's create/update/resume handlers, from the child watches
+(drift) and from the resync loop, always through :meth:`Runtime.exclusive` so that two paths
+never reconcile the same resource at once. It reads the children by label, applies only what
+differs (``converge.py``), and writes status only when it changed: a converged resource costs
+reads and zero writes.
+
+Order of writes: autoscalers that are no longer rendered are deleted *before* anything is
+applied (an HPA and a KEDA ScaledObject never both target the Deployment, O9); everything else
+that is no longer rendered (a promoted canary's Deployment) is deleted *after* the apply, so
+the serving Deployment is updated first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import kopf
+
+from modelfleet_operator import labels, render, spec, status
+from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.converge import is_converged, stamp
+from modelfleet_operator.kube import Applier, KindRef, Manifest
+
+ISVC = KindRef("serving.modelfleet.dev/v1alpha1", "InferenceService", "inferenceservices")
+AUTOSCALER_KINDS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
+ChildKey = tuple[str, str]  # (kind, name)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything the live half needs, built at start-up and kept in kopf's memo."""
+
+    config: OperatorConfig
+    applier: Applier
+    kinds: dict[str, KindRef]
+    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    queued: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """Hold the per-resource lock: one reconcile of a resource at a time."""
+        lock = self.locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            yield
+
+    def claim(self, namespace: str, name: str) -> bool:
+        """Coalesce triggers: False if a reconcile of this resource is already waiting."""
+        if (namespace, name) in self.queued:
+            return False
+        self.queued.add((namespace, name))
+        return True
+
+    def release(self, namespace: str, name: str) -> None:
+        """Called when a claimed reconcile starts: later triggers queue a new one."""
+        self.queued.discard((namespace, name))
+
+
+def build_runtime(config: OperatorConfig, applier: Applier) -> Runtime:
+    """A Runtime for ``config``, knowing every child kind ``render`` can produce."""
+    kinds = {kind: KindRef(api, kind, plural) for api, kind, plural in render.managed_kinds()}
+    return Runtime(config=config, applier=applier, kinds=kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did, for Events and logs. ``invalid`` holds the spec error, if any."""
+
+    applied: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    status_written: bool = False
+    invalid: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether any child was written."""
+        return bool(self.applied or self.deleted)
+
+
+def _key(obj: Mapping[str, Any]) -> ChildKey:
+    return str(obj.get("kind")), str(obj.get("metadata", {}).get("name"))
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+async def read_children(rt: Runtime, svc: spec.ParsedService) -> dict[ChildKey, Manifest]:
+    """Live children of ``svc`` (by label, then by controller owner reference), by kind+name."""
+    selector = labels.instance_selector(svc.name)
+    found: dict[ChildKey, Manifest] = {}
+    for ref in rt.kinds.values():
+        for obj in await rt.applier.list(ref, svc.namespace, selector):
+            if _owned_by(obj, svc.uid):
+                found[_key(obj)] = obj
+    return found
+
+
+def desired_children(
+    body: Mapping[str, Any], rt: Runtime, svc: spec.ParsedService
+) -> list[Manifest]:
+    """Rendered children, adopted by ``body`` and stamped with their hash."""
+    manifests = render.render(svc, rt.config)
+    kopf.adopt(manifests, owner=body)  # type: ignore[arg-type]  # a dict is enough here
+    return [stamp(manifest) for manifest in manifests]
+
+
+async def _prune(rt: Runtime, stale: list[Manifest]) -> list[str]:
+    deleted = []
+    for obj in stale:
+        kind, name = _key(obj)
+        await rt.applier.delete(rt.kinds[kind], obj["metadata"]["namespace"], name)
+        deleted.append(f"{kind}/{name}")
+    return deleted
+
+
+async def _apply(
+    rt: Runtime, desired: list[Manifest], live: dict[ChildKey, Manifest]
+) -> tuple[list[Manifest], list[str]]:
+    observed: list[Manifest] = []
+    applied: list[str] = []
+    for manifest in desired:
+        current = live.get(_key(manifest))
+        if current is not None and is_converged(manifest, current):
+            observed.append(current)
+            continue
+        kind, name = _key(manifest)
+        observed.append(await rt.applier.apply(rt.kinds[kind], manifest))
+        applied.append(f"{kind}/{name}")
+    return observed, applied
+
+
+async def reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
+    """Bring the children and status of one InferenceService to what its spec asks for."""
+    try:
+        svc = spec.parse(body)
+    except spec.SpecError as exc:
+        invalid = status.invalid_spec_status(body, exc.message, _own_status(body), _now())
+        written = await _write_status(rt, body, invalid)
+        return Outcome(status_written=written, invalid=exc.message)
+    desired = desired_children(body, rt, svc)
+    live = await read_children(rt, svc)
+    wanted = {_key(manifest) for manifest in desired}
+    stale = [obj for key, obj in live.items() if key not in wanted]
+    deleted = await _prune(rt, [obj for obj in stale if obj["kind"] in AUTOSCALER_KINDS])
+    observed, applied = await _apply(rt, desired, live)
+    deleted += await _prune(rt, [obj for obj in stale if obj["kind"] not in AUTOSCALER_KINDS])
+    new_status = status.build_status(
+        svc, observed, _own_status(body), _now(), cluster_domain=rt.config.cluster_domain
+    )
+    written = await _write_status(rt, body, new_status)
+    return Outcome(tuple(applied), tuple(deleted), written)
+
+
+def _own_status(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields we own (kopf keeps its progress under ``status.kopf``)."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+async def _write_status(rt: Runtime, body: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Merge-patch status only if a field we own differs (kopf's own ``status.kopf`` aside)."""
+    previous = _own_status(body)
+    if previous == dict(new):
+        return False
+    patch: dict[str, Any] = {key: None for key in previous if key not in new}  # merge-patch removal
+    patch.update(new)
+    meta = body["metadata"]
+    await rt.applier.patch_status(ISVC, meta["namespace"], meta["name"], patch)
+    return True
