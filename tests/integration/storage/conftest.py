@@ -1,0 +1,127 @@
+"""Servers for the storage tests: SeaweedFS (one per session: it takes fixed ports), a moto
+S3 server per test (port 0, for fault injection), and the GCS emulator per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gcp_storage_emulator.server import create_server
+from moto.server import ThreadedMotoServer
+
+from .helpers import s3_client
+
+SEAWEED_S3_PORT = 8333
+SEAWEED_START_DEADLINE = 60.0
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test credentials only; no AWS config from the machine can leak in."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "MODELFLEET_")) or name == "GOOGLE_APPLICATION_CREDENTIALS":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_ready(endpoint: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    client = s3_client(endpoint)
+    deadline = time.monotonic() + SEAWEED_START_DEADLINE
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"SeaweedFS exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            client.list_buckets()
+            return
+        except Exception:  # not up yet; the deadline bounds the wait
+            if time.monotonic() > deadline:
+                pytest.fail(f"SeaweedFS not ready in {SEAWEED_START_DEADLINE} s")
+        time.sleep(0.2)  # poll interval of a condition with a deadline, not a fixed wait
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server (``weed mini``) on 127.0.0.1:8333; yields its endpoint URL."""
+    if _port_open(SEAWEED_S3_PORT):
+        pytest.fail(f"port {SEAWEED_S3_PORT} is taken: another SeaweedFS is running")
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    weed = Path(sys.executable).parent / "weed"
+    log = folder / "weed.log"
+    command = [
+        str(weed), "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-admin.ui=false", "-webdav=false",
+    ]  # fmt: skip
+    (folder / "data").mkdir()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True
+        )
+    endpoint = f"http://127.0.0.1:{SEAWEED_S3_PORT}"
+    try:
+        _wait_ready(endpoint, process, log)
+        yield endpoint
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def moto_server() -> Iterator[MotoS3]:
+    """moto's S3 server on 127.0.0.1 (a free port), with bucket ``models`` created."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    moto = MotoS3(server, f"http://{host}:{port}")
+    moto.client.create_bucket(Bucket="models")
+    try:
+        yield moto
+    finally:
+        moto.stop()
+
+
+class MotoS3:
+    """A running moto server that a test may stop early (storage outage)."""
+
+    def __init__(self, server: ThreadedMotoServer, endpoint: str) -> None:
+        self._server = server
+        self.endpoint = endpoint
+        self.client = s3_client(endpoint)
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop the server; later connections are refused."""
+        if not self._stopped:
+            self._stopped = True
+            self._server.stop()
+
+
+@pytest.fixture
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator in memory on 127.0.0.1 (a free port); yields its endpoint."""
+    server = create_server("127.0.0.1", 0, in_memory=True)
+    server.start()
+    port = server._api._httpd.server_address[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
