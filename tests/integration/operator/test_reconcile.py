@@ -1,0 +1,164 @@
+"""The operator against the emulator: create, update, drift, zero writes when converged."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.operator.conftest import (
+    DEPLOYMENTS,
+    HPAS,
+    NS,
+    SCALEDOBJECTS,
+    SERVICES,
+    Cluster,
+    OperatorThread,
+    isvc,
+)
+from tests.integration.operator.emulator import ISVC_RESOURCE
+
+DEP = "iris-predictor"
+
+
+def _owner_ok(obj: dict[str, Any], uid: str) -> bool:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return (
+        len(refs) == 1
+        and refs[0]["uid"] == uid
+        and refs[0]["kind"] == "InferenceService"
+        and refs[0]["controller"] is True
+        and refs[0]["blockOwnerDeletion"] is True
+        and obj["metadata"]["namespace"] == NS
+    )
+
+
+def _image(cluster: Cluster, name: str = DEP) -> str | None:
+    dep = cluster.get(DEPLOYMENTS, name)
+    return dep["spec"]["template"]["spec"]["containers"][0]["image"] if dep else None
+
+
+def _ready(cluster: Cluster, name: str, generation: int) -> bool:
+    status = (cluster.get(ISVC_RESOURCE, name) or {}).get("status") or {}
+    conds = {c["type"]: c for c in status.get("conditions") or []}
+    ready = conds.get("Ready", {})
+    return ready.get("status") == "True" and status.get("observedGeneration") == generation
+
+
+async def _converged(cluster: Cluster, name: str = "iris") -> dict[str, Any]:
+    await cluster.create(isvc(name))
+    await cluster.handled(name)
+    dep = f"{name}-predictor"
+    await cluster.eventually(lambda: cluster.get(HPAS, dep), what="children")
+    await cluster.make_ready(dep)
+    await cluster.eventually(lambda: _ready(cluster, name, 1), what="Ready")
+    return cluster.get(ISVC_RESOURCE, name) or {}
+
+
+async def test_create_makes_owned_children_and_ready_status(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    created = await cluster.create(isvc("iris"))
+    uid = created["metadata"]["uid"]
+    await cluster.eventually(
+        lambda: cluster.get(DEPLOYMENTS, DEP) and cluster.get(SERVICES, "iris") and cluster.get(HPAS, DEP),
+        what="Deployment, Service and HPA",
+    )
+    for resource, name in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP)):
+        assert _owner_ok(cluster.get(resource, name) or {}, uid), resource
+    assert not (cluster.get(ISVC_RESOURCE, "iris") or {})["metadata"].get("finalizers")
+    await cluster.make_ready(DEP)
+    await cluster.eventually(lambda: _ready(cluster, "iris", 1), what="Ready, observedGeneration 1")
+
+
+async def test_converged_resource_makes_zero_writes(
+    cluster: Cluster, start_operator: Any
+) -> None:
+    await start_operator(resync_seconds=0.5)  # several resyncs inside the window
+    await _converged(cluster)
+    await asyncio.sleep(0.5)  # let the last status write's own events settle
+    before = len(cluster.emulator.writes())
+    versions = {n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
+                for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))}
+    await asyncio.sleep(2.5)  # the window itself: at least four resync passes
+    assert cluster.emulator.writes()[before:] == [], cluster.log()
+    after = {n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
+             for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))}
+    assert after == versions
+
+
+async def test_spec_update_is_one_deployment_write(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    await _converged(cluster)
+    before = len(cluster.emulator.writes("deployments"))
+    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"model": {
+        "storageUri": "s3://models/iris-v2"}}}})
+    await cluster.eventually(lambda: "iris-v2" in str(cluster.get(DEPLOYMENTS, DEP)), what="update")
+    await cluster.make_ready(DEP)
+    await cluster.eventually(lambda: _ready(cluster, "iris", 2), what="observedGeneration 2")
+    writes = [w for w in cluster.emulator.writes("deployments")[before:] if w.subresource is None]
+    assert len(writes) == 1, cluster.log()
+
+
+async def test_deleted_child_is_recreated(cluster: Cluster, operator: OperatorThread) -> None:
+    await _converged(cluster)
+    for resource, name in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP)):
+        await cluster.delete(resource, name)
+        await cluster.eventually(lambda r=resource, n=name: cluster.get(r, n), timeout=5,
+                                 what=f"{resource} recreated")
+
+
+async def test_edited_child_is_reverted(cluster: Cluster, operator: OperatorThread) -> None:
+    await _converged(cluster)
+    image = _image(cluster)
+    dep = cluster.get(DEPLOYMENTS, DEP) or {}
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    containers[0]["image"] = "evil:latest"
+    await cluster.patch(DEPLOYMENTS, DEP, {"spec": {"template": {"spec": {"containers": containers}}}})
+    await cluster.eventually(lambda: _image(cluster) == image, timeout=5, what="image reverted")
+
+
+async def test_replicas_left_to_the_autoscaler(cluster: Cluster, operator: OperatorThread) -> None:
+    await _converged(cluster)
+    await cluster.patch(DEPLOYMENTS, DEP, {"spec": {"replicas": 3}})  # as the HPA would
+    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"maxReplicas": 5}}})
+    await cluster.eventually(
+        lambda: (cluster.get(HPAS, DEP) or {}).get("spec", {}).get("maxReplicas") == 5,
+        what="HPA maxReplicas 5",
+    )
+    assert (cluster.get(DEPLOYMENTS, DEP) or {})["spec"]["replicas"] == 3
+
+
+async def test_canary_runs_two_deployments_with_the_split(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    body = isvc("iris", minReplicas=4, maxReplicas=8, canaryTrafficPercent=25)
+    body["spec"]["modelfleet"] = {"canary": {"storageUri": "s3://models/iris-v2"}}
+    await cluster.create(body)
+    canary = f"{DEP}-canary"
+    await cluster.eventually(lambda: cluster.get(HPAS, canary) and cluster.get(HPAS, DEP),
+                             what="both autoscalers")
+    assert "iris-v2" in str(cluster.get(DEPLOYMENTS, canary))
+    assert "iris-v2" not in str(cluster.get(DEPLOYMENTS, DEP))
+    stable_hpa, canary_hpa = cluster.get(HPAS, DEP) or {}, cluster.get(HPAS, canary) or {}
+    assert (stable_hpa["spec"]["minReplicas"], canary_hpa["spec"]["minReplicas"]) == (3, 1)
+    assert (stable_hpa["spec"]["maxReplicas"], canary_hpa["spec"]["maxReplicas"]) == (6, 2)
+    # Promotion: 100 % rolls the one Deployment to the canary's model and drops the canary.
+    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"canaryTrafficPercent": 100}}})
+    await cluster.eventually(lambda: cluster.get(DEPLOYMENTS, canary) is None, what="canary pruned")
+    assert "iris-v2" in str(cluster.get(DEPLOYMENTS, DEP))
+
+
+async def test_hpa_keda_switch_never_overlaps(cluster: Cluster, operator: OperatorThread) -> None:
+    await _converged(cluster)
+    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"scaleMetric": "rps"}}})
+    await cluster.eventually(lambda: cluster.get(SCALEDOBJECTS, DEP), what="ScaledObject")
+    assert cluster.get(HPAS, DEP) is None
+    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"scaleMetric": "cpu"}}})
+    await cluster.eventually(lambda: cluster.get(HPAS, DEP), what="HPA back")
+    assert cluster.get(SCALEDOBJECTS, DEP) is None
+    live: set[str] = set()
+    for _, kind, plural, _ns, name in cluster.emulator.timeline:
+        if plural in ("horizontalpodautoscalers", "scaledobjects"):
+            (live.add if kind == "ADDED" else live.discard)(plural)
+            assert len(live) <= 1, cluster.emulator.timeline
