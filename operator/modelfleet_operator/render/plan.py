@@ -31,15 +31,19 @@ class Track:
 def split_replicas(total: int, percent: int) -> tuple[int, int]:
     """Split ``total`` replicas into (stable, canary) for a canary ``percent``.
 
-    canary = round-half-up(total * percent / 100), but at least 1 and stable at least 1 while
-    0 < percent < 100, so both models always run (total may grow by one: 1 replica at 10 %
-    gives 1 + 1). 0 keeps everything on stable, 100 everything on the canary.
+    canary = round-half-up(total * percent / 100), clamped so that both models keep at least
+    one replica while 0 < percent < 100 (1..total-1). The sum stays ``total``, except that a
+    single replica becomes 1 + 1 (both models must run). 0 keeps everything on stable, 100
+    everything on the canary. The Service spreads requests per pod, so the canary's share of
+    traffic is canary / (stable + canary); the Gateway API route is exact.
     """
     if percent <= 0 or total == 0:
         return total, 0
     if percent >= 100:
         return 0, total
     canary = max(1, (total * percent + 50) // 100)
+    if total >= 2:
+        canary = min(canary, total - 1)
     return max(1, total - canary), canary
 
 
