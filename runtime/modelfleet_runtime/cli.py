@@ -47,7 +47,7 @@ def serve_command(argv: list[str]) -> int:
     except ValidationError as exc:
         sys.stderr.write(f"modelfleet serve: invalid settings:\n{exc}\n")
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, settings.model_name)
     from modelfleet_runtime.server import serve
 
     return serve(settings)

@@ -73,6 +73,8 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
                 raise BadRequestError(f"input '{name}': BYTES data must be strings")
         else:
             array = np.asarray(data).reshape(-1)
+            if dtype.kind in "iu" and array.dtype.kind in "fO":
+                array = _exact_integers(data, name, datatype, dtype)
             array = _cast(array, name, datatype, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
@@ -81,6 +83,16 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
             f"input '{name}': shape holds {count} elements but data has {array.size}"
         )
     return array
+
+
+def _exact_integers(
+    data: list[Any], name: str, datatype: str, dtype: np.dtype[Any]
+) -> np.ndarray[Any, Any]:
+    """Integers numpy could not infer exactly (UINT64's upper half arrives as float64)."""
+    values = np.array(data, dtype=object).reshape(-1)
+    if not all(type(v) is int for v in values):
+        raise BadRequestError(f"input '{name}': {datatype} data cannot hold numbers")
+    return np.array(values.tolist(), dtype=dtype)
 
 
 def _cast(

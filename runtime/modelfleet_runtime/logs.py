@@ -27,11 +27,14 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id.get()
         if getattr(record, "model", None) is None:
             record.model = model_name.get()
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate
         return True
 
 
-def configure(level: str, fmt: str) -> None:
-    """Send every log record (ours, uvicorn's, boto's) to stderr in one format."""
+def configure(level: str, fmt: str, model: str | None = None) -> None:
+    """Send every log record (ours, uvicorn's, boto's) to stderr in one format, each tagged
+    with the served ``model``."""
+    model_name.set(model)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
     if fmt == "json":

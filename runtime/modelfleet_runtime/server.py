@@ -40,6 +40,11 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.dataplane.draining = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down; a drained shutdown is a clean
+        # exit (0), which Kubernetes and shells should see as such.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
 
 
 def build(settings: Settings) -> tuple[Any, DataPlane]:

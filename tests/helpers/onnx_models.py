@@ -76,7 +76,9 @@ def mlp(sizes: list[int], *, seed: int = 0) -> bytes:
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         last = i == len(sizes) - 2
         out = "output0" if last else f"h{i}"
-        nodes.append(helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [out if last else f"g{i}"]))
+        nodes.append(
+            helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [out if last else f"g{i}"])
+        )
         if not last:
             nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
         current = out
@@ -97,3 +99,32 @@ def write_repository(root: Path, versions: dict[int, bytes]) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "model.onnx").write_bytes(blob)
     return root
+
+
+def slow(steps: int = 16, size: int = 768) -> bytes:
+    """``output0 = input0 + tiny`` after ``steps`` chained ``size``x``size`` MatMuls seeded by the
+    input (so ONNX Runtime cannot fold them away): a model that takes a noticeable time per
+    request, for drain and overload tests."""
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((size, size)).astype(np.float32) / size
+    nodes = [
+        helper.make_node("ReduceSum", ["input0"], ["seed"], keepdims=0),
+        helper.make_node("Mul", ["w", "seed"], ["x0"]),
+    ]
+    nodes += [helper.make_node("MatMul", [f"x{i}", "w"], [f"x{i + 1}"]) for i in range(steps)]
+    nodes += [
+        helper.make_node("ReduceSum", [f"x{steps}"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["input0", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        ],
+    )
+    return _model(graph)

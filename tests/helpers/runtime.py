@@ -1,0 +1,110 @@
+"""Ways to run the runtime in tests: in-process over httpx's ASGI transport, and as a real
+``modelfleet serve`` process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelfleet_runtime.app import create_app
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.models.onnx import OnnxModel
+from modelfleet_runtime.models.registry import ModelRegistry
+
+
+@dataclass
+class InProcess:
+    client: httpx.AsyncClient
+    dataplane: DataPlane
+    metrics: Metrics
+
+
+def loaded_app(
+    name: str, models: dict[int, Path], **settings: Any
+) -> tuple[Any, DataPlane, Metrics]:
+    """The real app with ``models`` (version -> model.onnx) already loaded and serving."""
+    config = Settings(name=name, **settings)
+    registry = ModelRegistry(name)
+    for version, path in sorted(models.items()):
+        registry.publish(OnnxModel.load(name, version, path, config))
+    dataplane = DataPlane(config, registry)
+    metrics = Metrics()
+    return create_app(dataplane, metrics), dataplane, metrics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition()`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=1).status_code
+    except httpx.TransportError:
+        return 0
+
+
+@contextmanager
+def serve_process(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+) -> Iterator[Served]:
+    """Run ``modelfleet serve ARGS`` on a free loopback port; stop it (SIGKILL if it hangs)."""
+    port = free_port()
+    log = tmp / f"serve-{port}.log"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.setdefault("MODELFLEET_MODEL_DIR", str(tmp / "model-cache"))
+    command = [sys.executable, "-m", "modelfleet_runtime.cli", "serve", "--port", str(port), *args]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=full_env)
+    served = Served(process, f"http://127.0.0.1:{port}", log)
+    try:
+        live = f"{served.url}/v2/health/live"
+        wait_until(lambda: process.poll() is not None or _status(live) == 200, 30, "live")
+        assert process.poll() is None, served.output()
+        if wait_ready:
+            ready = f"{served.url}/v2/health/ready"
+            wait_until(lambda: _status(ready) == 200, 30, "ready")
+        yield served
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,139 @@
+"""``modelfleet serve`` as a real uvicorn process on 127.0.0.1: the bundled example, body
+limits over a real socket, graceful shutdown (S3, S13), and a model that fails to load (S5)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import onnx_models
+from tests.helpers.runtime import serve_process, wait_until
+
+ROW = {"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+
+
+def test_serve_with_no_arguments_serves_iris_and_prints_a_working_curl(tmp_path: Path) -> None:
+    with serve_process(tmp_path) as served:
+        printed = wait_until(
+            lambda: re.search(r"curl -s (\S+) .* -d '(.+)'", served.output()), 10, "curl line"
+        )
+        url, body = printed.group(1), json.loads(printed.group(2))
+        assert url.endswith("/v2/models/iris/infer")
+        answer = httpx.post(url.replace("8080", served.url.rsplit(":", 1)[1]), json=body)
+        assert answer.status_code == 200, answer.text
+        labels = answer.json()["outputs"][0]
+        assert labels["name"] == "label"
+        assert labels["data"] == [0, 2]  # setosa, virginica
+
+
+def test_log_lines_are_json_with_the_model(tmp_path: Path) -> None:
+    with serve_process(tmp_path) as served:
+        httpx.post(f"{served.url}/v2/models/iris/infer", json={"inputs": [ROW | {"name": "x"}]})
+    records = [json.loads(line) for line in served.output().splitlines() if line.startswith("{")]
+    assert records, served.output()
+    assert all({"level", "logger", "message"} <= r.keys() for r in records)
+    assert any(r.get("model") == "iris" and "loaded" in r["message"] for r in records)
+
+
+def _raw_request(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        for chunk in body_chunks:
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        return _read_response(sock)
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """Read one HTTP response: headers, then content-length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    while length and len(body) < int(length.group(1)):
+        more = sock.recv(65536)
+        if not more:
+            break
+        body += more
+    return head + b"\r\n\r\n" + body
+
+
+def test_oversized_bodies_get_413_with_and_without_content_length(tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    with serve_process(tmp_path, "--max-body-size", str(limit)) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        url = f"{served.url}/v2/models/iris/infer"
+        sized = httpx.post(url, content=b"x" * (limit + 1))
+        assert (sized.status_code, set(sized.json())) == (413, {"error"})
+        head = (
+            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+        )
+        piece = b"x" * 65536
+        chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        answer = _raw_request(port, head, [chunk] * 20 + [b"0\r\n\r\n"])
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b'{"error":' in answer
+        assert httpx.get(f"{served.url}/v2/health/live").status_code == 200
+
+
+def test_sigterm_lets_16_in_flight_requests_finish_and_exits_0(tmp_path: Path) -> None:
+    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow()})
+    args = ["--model-uri", str(repo), "--inference-threads", "16", "--intra-op-threads", "1"]
+    with serve_process(tmp_path, *args) as served:
+        url = f"{served.url}/v2/models/slow/infer"
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(httpx.post, url, json={"inputs": [ROW]}, timeout=60)]
+            futures += [
+                pool.submit(httpx.post, url, json={"inputs": [ROW]}, timeout=60) for _ in range(15)
+            ]
+            wait_until(lambda: _in_flight(served.url) >= 16, 20, "16 requests in flight")
+            served.process.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in futures]
+        assert [a.status_code for a in answers] == [200] * 16
+        assert served.process.wait(timeout=30) == 0
+        try:
+            refused = httpx.get(f"{served.url}/v2/health/ready", timeout=2).status_code
+        except httpx.TransportError:
+            refused = 0
+        assert refused in (0, 503)
+
+
+def _in_flight(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    found = re.search(r'modelfleet_requests_in_flight\{model="slow"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_model_that_fails_to_load_leaves_the_server_live_but_not_ready(tmp_path: Path) -> None:
+    repo = tmp_path / "broken"
+    (repo / "1").mkdir(parents=True)
+    (repo / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
+    args = ["--model-uri", str(repo), "--poll-interval", "0.2"]
+    with serve_process(tmp_path, *args, wait_ready=False) as served:
+        ready = f"{served.url}/v2/health/ready"
+        wait_until(lambda: "failed to load" in served.output(), 20, "load failure logged")
+        assert httpx.get(f"{served.url}/v2/health/live").status_code == 200
+        assert httpx.get(ready).status_code == 503
+        assert httpx.get(f"{served.url}/v2/models/broken/ready").status_code == 503
+        infer = httpx.post(f"{served.url}/v2/models/broken/infer", json={"inputs": [ROW]})
+        assert infer.status_code == 503
+        assert "ModelLoadFailed" in infer.json()["error"]
+        metrics = httpx.get(f"{served.url}/metrics").text
+        assert 'modelfleet_model_load_failures_total{model="broken",reason="ModelLoadFailed"' in (
+            metrics.replace(',version="1"', "")
+        )
+        # Fix the object in storage: the next poll loads it.
+        (repo / "1" / "model.onnx").write_bytes(onnx_models.add_constant(1.0))
+        wait_until(lambda: httpx.get(ready).status_code == 200, 20, "ready after the fix")
+        assert served.process.poll() is None
