@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 _VERSION = re.compile(r"[1-9][0-9]{0,17}")
 # Names someone meant as a version but wrote wrongly ("01", "0", "-1", "1.5", " 2", "v2"):
 # they are refused loudly, while plainly non-numeric folders ("docs") are ignored quietly.
-_VERSION_LIKE = re.compile(r"\s*[vV+-]?[0-9][0-9._]*\s*")
+_VERSION_LIKE = re.compile(r"\s*[vV+-]?[0-9].*", re.DOTALL)
 _DRIVE = re.compile(r"[A-Za-z]:")
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def moto_server() -> Iterator[MotoS3]:
     server.start()
     host, port = server.get_host_and_port()
     moto = MotoS3(server, f"http://{host}:{port}")
+    # moto's backends are process-wide: start each test from an empty store.
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto.endpoint}/moto-api/reset", method="POST"), timeout=10
+    ).close()
     moto.client.create_bucket(Bucket="models")
     try:
         yield moto
