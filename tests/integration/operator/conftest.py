@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,9 @@ class Cluster:
         return await self.request("PATCH", path, json=patch, headers=headers)
 
     async def delete(self, resource: str, name: str) -> Any:
-        return await self.request("DELETE", f"{_base(resource)}/namespaces/{NS}/{_plural(resource)}/{name}")
+        return await self.request(
+            "DELETE", f"{_base(resource)}/namespaces/{NS}/{_plural(resource)}/{name}"
+        )
 
     async def eventually(
         self, check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
@@ -105,7 +107,9 @@ class Cluster:
             if value:
                 return value
             if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.log()}")
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}\n{self.log()}"
+                )
             await asyncio.sleep(0.05)  # yield to the emulator: it serves from this loop
 
     async def handled(self, name: str) -> dict[str, Any]:
@@ -126,7 +130,9 @@ class Cluster:
         want = dep["spec"].get("replicas", 1)
         status = {
             "observedGeneration": dep["metadata"]["generation"],
-            "replicas": want, "updatedReplicas": want, "readyReplicas": want,
+            "replicas": want,
+            "updatedReplicas": want,
+            "readyReplicas": want,
             "availableReplicas": want,
             "conditions": [{"type": "Available", "status": "True"}],
         }
@@ -158,8 +164,12 @@ class OperatorThread:
         try:
             asyncio.run(
                 kopf.operator(
-                    registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo(),
-                    stop_flag=self.stop_flag, ready_flag=self.ready_flag,
+                    registry=registry,
+                    standalone=True,
+                    clusterwide=True,
+                    memo=kopf.Memo(),
+                    stop_flag=self.stop_flag,
+                    ready_flag=self.ready_flag,
                 )
             )
         except BaseException as exc:  # reported by the fixture, never swallowed
@@ -200,6 +210,7 @@ OperatorFactory = Callable[..., Awaitable[OperatorThread]]
 @pytest_asyncio.fixture()
 async def start_operator(emulator: ClusterEmulator) -> AsyncIterator[OperatorFactory]:
     """Start (and at teardown stop) operator instances against the emulator."""
+    assert emulator.active  # the emulator (and $KUBECONFIG) must outlive every operator
     started: list[OperatorThread] = []
 
     async def start(resync_seconds: float = 30.0) -> OperatorThread:
@@ -219,5 +230,3 @@ async def start_operator(emulator: ClusterEmulator) -> AsyncIterator[OperatorFac
 @pytest_asyncio.fixture()
 async def operator(start_operator: OperatorFactory) -> OperatorThread:
     return await start_operator()
-
-

@@ -112,7 +112,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         data = request.data if isinstance(request.data, Mapping) else {}
         meta = data.get("metadata") or {}
         name = request.name or meta.get("name")
-        key = (request.resource, request.namespace or meta.get("namespace"), name)
+        key: Any = (request.resource, request.namespace or meta.get("namespace"), name)
         async with self._lock:
             obj = self._objects[key] if key in self._objects else None
             exists = obj is not None and not obj.deleted
@@ -130,7 +130,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 return await self._deleted(request, key, obj)
             return await self._patched(request, key, obj, data)
 
-    async def _created(self, request: kmock.Request, key: Any, data: Mapping[str, Any]) -> Any:
+    async def _created(
+        self, request: kmock.Request, key: Any, data: Mapping[str, Any]
+    ) -> aiohttp.web.Response:
         body = copy.deepcopy(dict(data))
         meta = body.setdefault("metadata", {})
         meta.setdefault("namespace", key[1])
@@ -147,7 +149,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         await self._publish(request, key, "ADDED", self._objects[key].raw)
         return aiohttp.web.json_response(self._objects[key].raw, status=201)
 
-    async def _deleted(self, request: kmock.Request, key: Any, obj: Any) -> Any:
+    async def _deleted(self, request: kmock.Request, key: Any, obj: Any) -> aiohttp.web.Response:
         raw = obj.raw
         if raw["metadata"].get("finalizers"):
             if not raw["metadata"].get("deletionTimestamp"):
@@ -160,7 +162,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         await self._publish(request, key, "DELETED", raw)
         return aiohttp.web.json_response(raw)
 
-    async def _patched(self, request: kmock.Request, key: Any, obj: Any, data: Mapping[str, Any]) -> Any:
+    async def _patched(
+        self, request: kmock.Request, key: Any, obj: Any, data: Mapping[str, Any]
+    ) -> aiohttp.web.Response:
         before = obj.raw
         patch = {"status": data.get("status")} if request.subresource == "status" else dict(data)
         after = dict(kdicts.merge_patch_dict(before, patch))
@@ -180,7 +184,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         await self._publish(request, key, "MODIFIED", obj.raw)
         return aiohttp.web.json_response(obj.raw)
 
-    async def _publish(self, request: kmock.Request, key: Any, kind: str, raw: Mapping[str, Any]) -> None:
+    async def _publish(
+        self, request: kmock.Request, key: Any, kind: str, raw: Mapping[str, Any]
+    ) -> None:
         assert request.resource is not None
         if kind != "MODIFIED":
             self.timeline.append(
@@ -189,7 +195,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         await self._buses[request.resource].put({"type": kind, "object": copy.deepcopy(dict(raw))})
 
     async def _serve_list(self, request: kmock.Request) -> Any:
-        result = await super()._serve_list(request)
+        result: Any = await super()._serve_list(request)
         selector = request.params.get("labelSelector")
         if selector:
             result["items"] = [
@@ -228,7 +234,7 @@ def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _status_response(status: int, message: str, headers: Mapping[str, str]) -> Any:
+def _status_response(status: int, message: str, headers: Mapping[str, str]) -> aiohttp.web.Response:
     body = {
         "apiVersion": "v1",
         "kind": "Status",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
+
+import pytest
 
 from tests.integration.operator.conftest import (
     DEPLOYMENTS,
@@ -12,7 +15,6 @@ from tests.integration.operator.conftest import (
     SCALEDOBJECTS,
     SERVICES,
     Cluster,
-    OperatorThread,
     isvc,
 )
 from tests.integration.operator.emulator import ISVC_RESOURCE
@@ -54,13 +56,16 @@ async def _converged(cluster: Cluster, name: str = "iris") -> dict[str, Any]:
     return cluster.get(ISVC_RESOURCE, name) or {}
 
 
-async def test_create_makes_owned_children_and_ready_status(
-    cluster: Cluster, operator: OperatorThread
-) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_create_makes_owned_children_and_ready_status(cluster: Cluster) -> None:
     created = await cluster.create(isvc("iris"))
     uid = created["metadata"]["uid"]
     await cluster.eventually(
-        lambda: cluster.get(DEPLOYMENTS, DEP) and cluster.get(SERVICES, "iris") and cluster.get(HPAS, DEP),
+        lambda: (
+            cluster.get(DEPLOYMENTS, DEP)
+            and cluster.get(SERVICES, "iris")
+            and cluster.get(HPAS, DEP)
+        ),
         what="Deployment, Service and HPA",
     )
     for resource, name in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP)):
@@ -70,29 +75,33 @@ async def test_create_makes_owned_children_and_ready_status(
     await cluster.eventually(lambda: _ready(cluster, "iris", 1), what="Ready, observedGeneration 1")
 
 
-async def test_converged_resource_makes_zero_writes(
-    cluster: Cluster, start_operator: Any
-) -> None:
+async def test_converged_resource_makes_zero_writes(cluster: Cluster, start_operator: Any) -> None:
     await start_operator(resync_seconds=0.5)  # several resyncs inside the window
     await _converged(cluster)
     await asyncio.sleep(0.5)  # let the last status write's own events settle
     before = len(cluster.emulator.writes())
-    versions = {n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
-                for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))}
+    versions = {
+        n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
+        for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))
+    }
     await asyncio.sleep(2.5)  # the window itself: at least four resync passes
     assert cluster.emulator.writes()[before:] == [], cluster.log()
-    after = {n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
-             for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))}
+    after = {
+        n: (cluster.get(r, n) or {})["metadata"]["resourceVersion"]
+        for r, n in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP))
+    }
     assert after == versions
 
 
-async def test_spec_update_is_one_deployment_write(
-    cluster: Cluster, operator: OperatorThread
-) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_spec_update_is_one_deployment_write(cluster: Cluster) -> None:
     await _converged(cluster)
     before = len(cluster.emulator.writes("deployments"))
-    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"model": {
-        "storageUri": "s3://models/iris-v2"}}}})
+    await cluster.patch(
+        ISVC_RESOURCE,
+        "iris",
+        {"spec": {"predictor": {"model": {"storageUri": "s3://models/iris-v2"}}}},
+    )
     await cluster.eventually(lambda: "iris-v2" in str(cluster.get(DEPLOYMENTS, DEP)), what="update")
     await cluster.make_ready(DEP)
     await cluster.eventually(lambda: _ready(cluster, "iris", 2), what="observedGeneration 2")
@@ -100,25 +109,30 @@ async def test_spec_update_is_one_deployment_write(
     assert len(writes) == 1, cluster.log()
 
 
-async def test_deleted_child_is_recreated(cluster: Cluster, operator: OperatorThread) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_deleted_child_is_recreated(cluster: Cluster) -> None:
     await _converged(cluster)
     for resource, name in ((DEPLOYMENTS, DEP), (SERVICES, "iris"), (HPAS, DEP)):
         await cluster.delete(resource, name)
-        await cluster.eventually(lambda r=resource, n=name: cluster.get(r, n), timeout=5,
-                                 what=f"{resource} recreated")
+        recreated = functools.partial(cluster.get, resource, name)
+        await cluster.eventually(recreated, timeout=5, what=f"{resource} recreated")
 
 
-async def test_edited_child_is_reverted(cluster: Cluster, operator: OperatorThread) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_edited_child_is_reverted(cluster: Cluster) -> None:
     await _converged(cluster)
     image = _image(cluster)
     dep = cluster.get(DEPLOYMENTS, DEP) or {}
     containers = dep["spec"]["template"]["spec"]["containers"]
     containers[0]["image"] = "evil:latest"
-    await cluster.patch(DEPLOYMENTS, DEP, {"spec": {"template": {"spec": {"containers": containers}}}})
+    await cluster.patch(
+        DEPLOYMENTS, DEP, {"spec": {"template": {"spec": {"containers": containers}}}}
+    )
     await cluster.eventually(lambda: _image(cluster) == image, timeout=5, what="image reverted")
 
 
-async def test_replicas_left_to_the_autoscaler(cluster: Cluster, operator: OperatorThread) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_replicas_left_to_the_autoscaler(cluster: Cluster) -> None:
     await _converged(cluster)
     await cluster.patch(DEPLOYMENTS, DEP, {"spec": {"replicas": 3}})  # as the HPA would
     await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"maxReplicas": 5}}})
@@ -129,27 +143,30 @@ async def test_replicas_left_to_the_autoscaler(cluster: Cluster, operator: Opera
     assert (cluster.get(DEPLOYMENTS, DEP) or {})["spec"]["replicas"] == 3
 
 
-async def test_canary_runs_two_deployments_with_the_split(
-    cluster: Cluster, operator: OperatorThread
-) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_canary_runs_two_deployments_with_the_split(cluster: Cluster) -> None:
     body = isvc("iris", minReplicas=4, maxReplicas=8, canaryTrafficPercent=25)
     body["spec"]["modelfleet"] = {"canary": {"storageUri": "s3://models/iris-v2"}}
     await cluster.create(body)
     canary = f"{DEP}-canary"
-    await cluster.eventually(lambda: cluster.get(HPAS, canary) and cluster.get(HPAS, DEP),
-                             what="both autoscalers")
+    await cluster.eventually(
+        lambda: cluster.get(HPAS, canary) and cluster.get(HPAS, DEP), what="both autoscalers"
+    )
     assert "iris-v2" in str(cluster.get(DEPLOYMENTS, canary))
     assert "iris-v2" not in str(cluster.get(DEPLOYMENTS, DEP))
     stable_hpa, canary_hpa = cluster.get(HPAS, DEP) or {}, cluster.get(HPAS, canary) or {}
     assert (stable_hpa["spec"]["minReplicas"], canary_hpa["spec"]["minReplicas"]) == (3, 1)
     assert (stable_hpa["spec"]["maxReplicas"], canary_hpa["spec"]["maxReplicas"]) == (6, 2)
     # Promotion: 100 % rolls the one Deployment to the canary's model and drops the canary.
-    await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"canaryTrafficPercent": 100}}})
+    await cluster.patch(
+        ISVC_RESOURCE, "iris", {"spec": {"predictor": {"canaryTrafficPercent": 100}}}
+    )
     await cluster.eventually(lambda: cluster.get(DEPLOYMENTS, canary) is None, what="canary pruned")
     assert "iris-v2" in str(cluster.get(DEPLOYMENTS, DEP))
 
 
-async def test_hpa_keda_switch_never_overlaps(cluster: Cluster, operator: OperatorThread) -> None:
+@pytest.mark.usefixtures("operator")
+async def test_hpa_keda_switch_never_overlaps(cluster: Cluster) -> None:
     await _converged(cluster)
     await cluster.patch(ISVC_RESOURCE, "iris", {"spec": {"predictor": {"scaleMetric": "rps"}}})
     await cluster.eventually(lambda: cluster.get(SCALEDOBJECTS, DEP), what="ScaledObject")
@@ -158,7 +175,7 @@ async def test_hpa_keda_switch_never_overlaps(cluster: Cluster, operator: Operat
     await cluster.eventually(lambda: cluster.get(HPAS, DEP), what="HPA back")
     assert cluster.get(SCALEDOBJECTS, DEP) is None
     live: set[str] = set()
-    for _, kind, plural, _ns, name in cluster.emulator.timeline:
+    for _, kind, plural, _ns, _name in cluster.emulator.timeline:
         if plural in ("horizontalpodautoscalers", "scaledobjects"):
             (live.add if kind == "ADDED" else live.discard)(plural)
             assert len(live) <= 1, cluster.emulator.timeline
