@@ -63,14 +63,18 @@ class OperatorConfig(BaseSettings):
     """Prometheus that KEDA queries for concurrency/rps triggers."""
 
     concurrency_query: str = (
-        'sum(modelfleet_requests_in_flight{{namespace="{namespace}",service="{name}"}})'
+        "sum(modelfleet_requests_in_flight"
+        '{{namespace="{namespace}",pod=~"{deployment}-[a-z0-9]+-[a-z0-9]+"}})'
     )
-    """PromQL for the 'concurrency' metric ({namespace}, {name} filled in)."""
+    """PromQL for 'concurrency': requests in flight over one Deployment's pods ({namespace},
+    {name}, {deployment} filled in). KEDA divides it by scaleTarget to get replicas. Assumes
+    Prometheus adds the usual namespace and pod labels when scraping by annotation."""
 
     rps_query: str = (
-        'sum(rate(modelfleet_requests_total{{namespace="{namespace}",service="{name}"}}[1m]))'
+        "sum(rate(modelfleet_requests_total"
+        '{{namespace="{namespace}",pod=~"{deployment}-[a-z0-9]+-[a-z0-9]+"}}[1m]))'
     )
-    """PromQL for the 'rps' metric ({namespace}, {name} filled in)."""
+    """PromQL for 'rps': requests per second over one Deployment's pods (as above)."""
 
     pre_stop_seconds: int = Field(default=5, ge=5)
     """preStop sleep so endpoints drop the pod before SIGTERM; at least 5 s."""

@@ -291,6 +291,10 @@ _KNATIVE_ANNOTATIONS = (
     "networking.knative.dev/",
     "features.knative.dev/",
 )
+RESERVED_ENV = frozenset(
+    f"MODELFLEET_{n}" for n in ("MODEL_URI", "NAME", "HOST", "PORT", "MODEL_DIR")
+)
+"""Runtime variables the Service, probes and volumes depend on: the user may not set them."""
 SCHEMES = ("s3", "gs", "https", "file", "pvc")
 _METADATA_HOSTS = ("metadata.google.internal", "metadata", "instance-data")
 
@@ -364,6 +368,12 @@ def check_semantics(name: str, spec: InferenceServiceSpec, annotations: Mapping[
     """Cross-field rules of a schema-valid spec."""
     _check_name(name)
     _check_model(spec.predictor)
+    for env in spec.model.env:
+        if env.name in RESERVED_ENV:
+            raise ValueError(
+                f"spec.predictor.model.env: {env.name} is set by the operator from "
+                "the spec; remove it (storageUri, versionPolicy, ...)"
+            )
     check_storage_uri(spec.model.storage_uri, "spec.predictor.model.storageUri")
     _check_scaling(spec, annotations)
     mf = spec.modelfleet
@@ -419,19 +429,27 @@ def _check_scaling(spec: InferenceServiceSpec, annotations: Mapping[str, str]) -
             f"spec.predictor: minReplicas ({pred.min_replicas}) is greater than "
             f"maxReplicas ({pred.max_replicas}); lower minReplicas or raise maxReplicas"
         )
-    wanted = {"hpa" if spec.scale_metric in ("cpu", "memory") else "keda"}
-    if pred.scale_metric is None:
-        wanted = set()
+    asks = []
+    if pred.scale_metric is not None:
+        by_metric = "hpa" if pred.scale_metric in ("cpu", "memory") else "keda"
+        asks.append((f"spec.predictor.scaleMetric {pred.scale_metric!r}", by_metric))
     if spec.modelfleet.autoscaler:
-        wanted.add(spec.modelfleet.autoscaler)
+        asks.append(
+            (
+                f"spec.modelfleet.autoscaler {spec.modelfleet.autoscaler!r}",
+                spec.modelfleet.autoscaler,
+            )
+        )
     kserve_class = annotations.get("serving.kserve.io/autoscalerClass")
     if kserve_class in ("hpa", "keda"):
-        wanted.add(kserve_class)
-    if len(wanted) > 1:
+        asks.append(
+            (f"annotation serving.kserve.io/autoscalerClass {kserve_class!r}", kserve_class)
+        )
+    if len({kind for _, kind in asks}) > 1:
+        said = " and ".join(f"{field} ({kind.upper()})" for field, kind in asks)
         raise ValueError(
-            f"spec.predictor.scaleMetric {spec.scale_metric!r} and "
-            f"autoscaler {sorted(wanted)} ask for both HPA and KEDA; pick one "
-            "(cpu/memory: hpa, concurrency/rps: keda)"
+            f"{said} ask for both HPA and KEDA; pick one: cpu/memory scale with "
+            "an HPA, concurrency/rps with KEDA"
         )
     if pred.min_replicas == 0 and spec.autoscaler != "keda":
         raise ValueError(

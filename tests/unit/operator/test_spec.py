@@ -131,6 +131,17 @@ def test_semantic_errors(spec: dict[str, Any], part: str) -> None:
     _fails(spec, part)
 
 
+def test_consistent_autoscaler_choice_is_fine() -> None:
+    spec = predictor(maxReplicas=3, scaleMetric="rps") | {"modelfleet": {"autoscaler": "keda"}}
+    assert parse(isvc(spec)).spec.autoscaler == "keda"
+
+
+def test_operator_owned_env_is_refused() -> None:
+    model: dict[str, Any] = {"modelFormat": {"name": "onnx"}, "storageUri": "s3://a/b"}
+    model["env"] = [{"name": "MODELFLEET_PORT", "value": "9000"}]
+    _fails({"predictor": {"model": model}}, "MODELFLEET_PORT is set by the operator")
+
+
 @pytest.mark.parametrize("name", ["Iris", "1iris", "iris_v2", "a" * 46, "iris-"])
 def test_names_that_cannot_name_children(name: str) -> None:
     _fails(predictor(), "metadata.name", name=name)
