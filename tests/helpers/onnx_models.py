@@ -19,7 +19,8 @@ def _model(graph: onnx.GraphProto) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 9
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    blob: bytes = model.SerializeToString()
+    return blob
 
 
 def add_constant(value: float, *, features: int = 4, dtype: int = TensorProto.FLOAT) -> bytes:
@@ -37,9 +38,9 @@ def add_constant(value: float, *, features: int = 4, dtype: int = TensorProto.FL
     return _model(graph)
 
 
-def identity(dtype: int, shape: list[int | str] | None = None) -> bytes:
+def identity(dtype: int, shape: list[int | str | None] | None = None) -> bytes:
     """``output0 = input0`` for any ONNX element type (the datatype round-trip tests)."""
-    dims = shape if shape is not None else ["batch", 3]
+    dims: list[int | str | None] = shape if shape is not None else ["batch", 3]
     graph = helper.make_graph(
         [helper.make_node("Identity", ["input0"], ["output0"])],
         "identity",

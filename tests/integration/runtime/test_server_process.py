@@ -7,7 +7,6 @@ import json
 import re
 import signal
 import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

@@ -18,7 +18,7 @@ from tests.integration.runtime.conftest import OpenClient
 ROW = [1.0, 2.0, 3.0, 4.0]
 
 
-def infer_body(data: Any, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
+def infer_body(data: Any, shape: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
     tensor = {"name": "input0", "shape": shape or [1, 4], "datatype": "FP32", "data": data}
     return {"inputs": [tensor], **extra}
 
@@ -175,7 +175,8 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("unknown datatype", {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP8",
                                       "data": ROW}]}, 400, "unknown datatype"),
     ("wrong datatype", {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "INT64",
-                                    "data": [1, 2, 3, 4]}]}, 400, "expected datatype FP32, got INT64"),
+                                    "data": [1, 2, 3, 4]}]}, 400,
+     "expected datatype FP32, got INT64"),
     ("count mismatch", infer_body([1.0, 2.0, 3.0]), 400, "holds 4 elements but data has 3"),
     ("wrong shape", infer_body([1.0] * 6, [2, 3]), 400, "expected shape [-1, 4], got [2, 3]"),
     ("negative dim", infer_body(ROW, [-1, 4]), 400, "negative dimension"),
@@ -231,8 +232,14 @@ async def test_metrics_count_requests_by_model_version_protocol_status(adder: In
     await adder.client.post("/v2/models/unheard-of/infer", json=infer_body(ROW))
     await adder.client.get("/v2/health/ready")
     text = (await adder.client.get("/metrics")).text
-    assert 'modelfleet_requests_total{model="adder",protocol="v2",status="200",version="2"} 1.0' in text
-    assert 'modelfleet_requests_total{model="adder",protocol="v2",status="400",version="2"} 1.0' in text
+    assert (
+        'modelfleet_requests_total{model="adder",protocol="v2",status="200",version="2"} 1.0'
+        in text
+    )
+    assert (
+        'modelfleet_requests_total{model="adder",protocol="v2",status="400",version="2"} 1.0'
+        in text
+    )
     assert 'model="unknown",protocol="v2",status="404"' in text
     assert "unheard-of" not in text
     assert "health" not in text
