@@ -65,6 +65,6 @@ def crd_command(argv: list[str]) -> int:
 
 def operator_command(argv: list[str]) -> int:
     """``modelfleet operator``: run the operator (kopf). Imported lazily: kopf is heavy."""
-    from modelfleet_operator import main  # type: ignore[attr-defined,unused-ignore]
+    from modelfleet_operator.main import main
 
-    return int(main.main(argv))
+    return main(argv)

@@ -272,3 +272,29 @@ def test_service_port_80_to_http(config: OperatorConfig) -> None:
         {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
     ]
     assert labels.TRACK not in svc["spec"]["selector"]
+
+
+def test_gcs_credentials_are_a_mounted_secret(config: OperatorConfig) -> None:
+    spec = {
+        "predictor": {"model": {"modelFormat": {"name": "onnx"}, "storageUri": "gs://b/m"}},
+        "modelfleet": {"storage": {"secretRef": {"name": "gcs-key"}}},
+    }
+    dep = _deployment(_render(isvc(spec), config))
+    pod = dep["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["secretName"] == "gcs-key"
+    mount = next(m for m in ctr["volumeMounts"] if m["name"] == vol["name"])
+    assert mount["readOnly"] is True
+    assert _env(ctr)["MODELFLEET_GCS_CREDENTIALS_FILE"] == f"{mount['mountPath']}/key.json"
+    assert not [e for e in ctr["env"] if e["name"].startswith("AWS_")]
+
+
+def test_operator_runtime_defaults_reach_env_and_grace(config: OperatorConfig) -> None:
+    cfg = config.model_copy(
+        update={"runtime_defaults": {"grace_period": "50", "log_level": "DEBUG"}}
+    )
+    dep = _deployment(_render(isvc(predictor()), cfg))
+    pod = dep["spec"]["template"]["spec"]
+    assert _env(pod["containers"][0])["MODELFLEET_LOG_LEVEL"] == "DEBUG"
+    assert pod["terminationGracePeriodSeconds"] > 50 + 5

@@ -157,3 +157,13 @@ def test_invalid_spec_status() -> None:
 def test_invalid_spec_status_from_parsed_service() -> None:
     status = invalid_spec_status(_svc(generation=2), "bad", None, T0)
     assert status["observedGeneration"] == 2
+
+
+def test_scaled_to_zero_is_ready() -> None:
+    svc = parse(isvc(predictor(minReplicas=0, maxReplicas=3, scaleMetric="concurrency")))
+    dep = _dep(ready=0)
+    dep["spec"]["replicas"] = 0
+    dep["status"]["conditions"] = [{"type": "Available", "status": "True"}]
+    status = build_status(svc, [dep], None, T0)
+    assert _cond(status, "PredictorReady")["reason"] == "ScaledToZero"
+    assert _cond(status, "Ready")["status"] == "True"
