@@ -28,23 +28,24 @@ class _Token:
     """Bearer tokens from a credentials file, refreshed under a lock (threads share it)."""
 
     def __init__(self, path: Path, pool: urllib3.PoolManager) -> None:
-        import google.auth
         import google.auth.exceptions
         import google.auth.transport.urllib3
+        from google.oauth2 import service_account
 
+        # Only service-account keys: a generic loader would also accept external-account
+        # configurations that make google-auth call arbitrary URLs.
         try:
-            loaded = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                str(path), scopes=SCOPES
-            )
-        except (OSError, ValueError, google.auth.exceptions.GoogleAuthError) as exc:
+            info = json.loads(path.read_text())
+            load = service_account.Credentials.from_service_account_info
+            self._creds = load(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
+        except (OSError, ValueError, KeyError, google.auth.exceptions.GoogleAuthError) as exc:
             raise AccessDeniedError(
-                f"GCS credentials file {path} cannot be used ({type(exc).__name__}); "
-                "check credentials"
+                f"GCS credentials file {path} is not a usable service-account key "
+                f"({type(exc).__name__}); check credentials"
             ) from None
-        self._creds = loaded[0]
         self._request = google.auth.transport.urllib3.Request(pool)  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
-        self.token_host = netloc_of(getattr(self._creds, "_token_uri", "") or "")
+        self.token_host = netloc_of(str(info.get("token_uri", "")))
 
     def header(self, where: str) -> dict[str, str]:
         import google.auth.exceptions

@@ -8,6 +8,7 @@ presigned signature included.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,8 +26,27 @@ _CHUNK = 1024 * 1024
 TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
 
 
+class _RedactQuery(logging.Filter):
+    """urllib3 logs each request's path with its query at DEBUG; in a presigned URL the
+    query is the credential. This filter cuts queries out of those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a.split("?", 1)[0] + "?<redacted>" if isinstance(a, str) and "?" in a else a
+                for a in record.args
+            )
+        return True
+
+
+_REDACT = _RedactQuery()
+
+
 def new_pool(concurrency: int) -> urllib3.PoolManager:
     """A connection pool sized for ``concurrency`` parallel range requests."""
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    if _REDACT not in urllib3_log.filters:
+        urllib3_log.addFilter(_REDACT)
     return urllib3.PoolManager(maxsize=concurrency + 2, timeout=TIMEOUT, retries=False)
 
 
