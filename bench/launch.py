@@ -1,0 +1,144 @@
+"""Starts and stops the servers under test, each in its own virtual environment and process
+group, pinned to CPU 0 with taskset. Called by ``bench/run.py``.
+
+- ours: ``modelfleet serve`` (bench/.work/venvs/ours, the repository installed editable).
+- kserve: KServe 0.21's ModelServer with bench/servers/kserve_onnx.py.
+- mlserver: MLServer 1.7.1 with bench/servers/mlserver_onnx.py, ``parallel_workers: 0``.
+
+Every server gets its fastest documented settings for one core: per-request logs off (KServe
+latency logging, MLServer debug/access logs, our INFO logs) and MLServer's metrics endpoint off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Server:
+    """One running server: ``url`` is its V2 infer endpoint."""
+
+    label: str
+    kind: str
+    model: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v2/models/{self.model}/infer"
+
+
+def _spawn(
+    command: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            ["taskset", "-c", "0", *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group: stop() ends it and its children
+        )
+
+
+def start_ours(work: Path, label: str, model: str, path: Path, port: int, *flags: str) -> Server:
+    exe = work / "venvs/ours/bin/modelfleet"
+    model_dir = work / "tmp" / f"ours-{port}"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    command = [
+        str(exe), "serve", "--model-uri", str(path), "--name", model, "--port", str(port),
+        "--host", "127.0.0.1", "--intra-op-threads", "1", "--inter-op-threads", "1",
+        "--log-level", "WARNING", "--poll-interval", "0", "--model-dir", str(model_dir), *flags,
+    ]  # fmt: skip
+    log = work / "logs" / f"{label}-{port}.log"
+    return Server(label, "ours", model, port, _spawn(command, log), log)
+
+
+def start_kserve(work: Path, label: str, model: str, path: Path, port: int) -> Server:
+    command = [
+        str(work / "venvs/kserve/bin/python"), str(HERE / "servers/kserve_onnx.py"),
+        "--http_port", str(port), "--grpc_port", str(port + 1), "--enable_grpc", "false",
+        "--enable_latency_logging", "false", "--configure_logging", "false",
+    ]  # fmt: skip
+    env = {"BENCH_MODEL_NAME": model, "BENCH_MODEL_PATH": str(path)}
+    log = work / "logs" / f"{label}-{port}.log"
+    return Server(label, "kserve", model, port, _spawn(command, log, env=env), log)
+
+
+def start_mlserver(
+    work: Path, label: str, model: str, path: Path, port: int, batch: tuple[int, float] | None
+) -> Server:
+    folder = work / "mlserver" / f"{label}-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy(HERE / "servers/mlserver_onnx.py", folder / "mlserver_onnx.py")
+    settings = {
+        "debug": False,
+        "parallel_workers": 0,
+        "http_port": port,
+        "grpc_port": port + 1,
+        "metrics_port": port + 2,
+        "metrics_endpoint": None,
+        "host": "127.0.0.1",
+    }
+    model_settings: dict[str, object] = {
+        "name": model,
+        "implementation": "mlserver_onnx.OnnxRuntime",
+        "parameters": {"uri": str(path)},
+    }
+    if batch is not None:
+        model_settings["max_batch_size"], model_settings["max_batch_time"] = batch
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "model-settings.json").write_text(json.dumps(model_settings))
+    command = [str(work / "venvs/mlserver/bin/mlserver"), "start", str(folder)]
+    log = work / "logs" / f"{label}-{port}.log"
+    return Server(label, "mlserver", model, port, _spawn(command, log, cwd=folder), log)
+
+
+def wait_ready(server: Server, deadline_s: float = 120.0) -> None:
+    """Poll the V2 model-ready endpoint until 200, the process dies, or the deadline."""
+    url = f"{server.base}/v2/models/{server.model}/ready"
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.label} exited: {server.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"{server.label} not ready after {deadline_s} s: {server.log.read_text()[-3000:]}"
+    )
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(5)

@@ -1,0 +1,1 @@
+"""How the benchmark starts each server, each from its own venv under bench/.work/venvs/."""
