@@ -83,7 +83,7 @@ def create_app(
             dataplane.draining = True
             if task is not None:
                 task.cancel()
-            dataplane.close()
+            await dataplane.aclose()
 
     app = FastAPI(
         title="ModelFleet inference runtime",

@@ -24,6 +24,8 @@ from modelfleet_runtime.errors import (
     OverloadedError,
     ShuttingDownError,
 )
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.models.batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.protocol import InferRequest, InferResponse, TensorSpec, datatype_of
@@ -76,15 +78,23 @@ def check_outputs(model: OnnxModel, outputs: list[str] | None) -> None:
 class DataPlane:
     """Health, metadata and inference for the models in ``registry``."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.registry = registry
+        self.metrics = metrics
         self.draining = False
         self.in_flight = 0
         self._executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
+        self._batchers: dict[int, tuple[OnnxModel, DynamicBatcher]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self.runner: Runner = self._run_in_thread
+        if settings.max_batch_size > 0:
+            self.runner = self._run_batched
+            registry.on_retire.append(self._release_batcher)
 
     def live(self) -> bool:
         return True
@@ -158,5 +168,62 @@ class DataPlane:
         except Exception as exc:  # ONNX Runtime's own error types: a failure inside the model
             raise InferenceError(f"model '{model.name}' failed to run: {exc}") from exc
 
+    async def _run_batched(
+        self, model: OnnxModel, inputs: Arrays, outputs: list[str] | None
+    ) -> Arrays:
+        """Through the model's dynamic batcher, when every input has a dynamic batch dim."""
+        entry = self._batchers.get(id(model))
+        if entry is None:
+            if not all(spec.shape and spec.shape[0] is None for spec in model.inputs.values()):
+                return await self._run_in_thread(model, inputs, outputs)
+            entry = self._batchers[id(model)] = (model, self._new_batcher(model))
+        try:
+            result = await entry[1].submit(inputs)
+        except QueueFullError as exc:
+            raise OverloadedError(str(exc)) from None
+        except BatcherClosedError:
+            raise ModelNotReadyError(f"version {model.version} is being unloaded") from None
+        return result if outputs is None else {name: result[name] for name in outputs}
+
+    def _new_batcher(self, model: OnnxModel) -> DynamicBatcher:
+        async def run_all(inputs: Arrays) -> Arrays:
+            return await self._run_in_thread(model, inputs, None)
+
+        s = self.settings
+        return DynamicBatcher(
+            run_all,
+            max_batch_size=s.max_batch_size,
+            max_queue_delay_us=s.max_queue_delay_us,
+            preferred_batch_sizes=s.preferred_batch_sizes,
+            max_queue_size=s.max_queue_size,
+            observer=_BatchMetrics(self.metrics, model.name) if self.metrics else None,
+        )
+
+    def _release_batcher(self, model: OnnxModel) -> None:
+        entry = self._batchers.pop(id(model), None)
+        if entry is not None:
+            task = asyncio.ensure_future(entry[1].close(drain=True))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Drain the batchers, then stop the inference threads."""
+        for _, batcher in list(self._batchers.values()):
+            await batcher.close(drain=True)
+        self._batchers.clear()
+        self.close()
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
+
+
+class _BatchMetrics:
+    """The batcher's observer: batch sizes and queue times into the model's histograms."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._size = metrics.batch_size.labels(model)
+        self._queue = metrics.batch_queue.labels(model)
+
+    def observe_batch(self, size: int, queue_seconds: float) -> None:
+        self._size.observe(size)
+        self._queue.observe(queue_seconds)

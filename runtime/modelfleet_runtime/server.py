@@ -52,7 +52,7 @@ def build(settings: Settings) -> tuple[Any, DataPlane]:
     metrics = Metrics()
     registry = ModelRegistry(settings.model_name)
     repository = ModelRepository(settings, registry, open_source(settings), metrics)
-    dataplane = DataPlane(settings, registry)
+    dataplane = DataPlane(settings, registry, metrics)
 
     async def background() -> None:
         await asyncio.gather(repository.run(), _announce(settings, registry))

@@ -72,8 +72,8 @@ def mlp(sizes: list[int], *, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     nodes, inits, current = [], [], "input0"
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        w = rng.standard_normal((n_in, n_out), dtype=np.float32) / np.sqrt(n_in)
-        b = rng.standard_normal(n_out, dtype=np.float32) * 0.1
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        b = (rng.standard_normal(n_out) * 0.1).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         last = i == len(sizes) - 2
         out = "output0" if last else f"h{i}"

@@ -39,8 +39,8 @@ def loaded_app(
     registry = ModelRegistry(name)
     for version, path in sorted(models.items()):
         registry.publish(OnnxModel.load(name, version, path, config))
-    dataplane = DataPlane(config, registry)
     metrics = Metrics()
+    dataplane = DataPlane(config, registry, metrics)
     return create_app(dataplane, metrics), dataplane, metrics
 
 

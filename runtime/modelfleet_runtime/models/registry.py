@@ -10,6 +10,7 @@ load N+1, switch, then release N).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,6 +46,8 @@ class ModelRegistry:
         self._models: dict[int, OnnxModel] = {}
         self._default: OnnxModel | None = None
         self._status: dict[int, VersionStatus] = {}
+        self.on_retire: list[Callable[[OnnxModel], None]] = []
+        """Called with each version that stops serving (the data plane closes its batcher)."""
         self.became_ready = asyncio.Event()
         """Set once the first version serves."""
         self.problem: str | None = "loading"
@@ -79,8 +82,11 @@ class ModelRegistry:
     def publish(self, model: OnnxModel) -> None:
         """Start serving a loaded version (replacing the same number, if it was loaded)."""
         models = dict(self._models)
+        replaced = models.get(model.version)
         models[model.version] = model
         self._swap(models)
+        if replaced is not None:
+            self._retired(replaced)
         self._status[model.version] = VersionStatus(model.version, VersionState.READY)
         self.problem = None
         self.became_ready.set()
@@ -88,9 +94,15 @@ class ModelRegistry:
     def retire(self, version: int) -> None:
         """Stop routing to a version; in-flight requests keep their reference and finish."""
         models = dict(self._models)
-        models.pop(version, None)
+        retired = models.pop(version, None)
         self._swap(models)
         self._status.pop(version, None)
+        if retired is not None:
+            self._retired(retired)
+
+    def _retired(self, model: OnnxModel) -> None:
+        for callback in self.on_retire:
+            callback(model)
 
     def mark_loading(self, version: int) -> None:
         if version not in self._models:

@@ -30,7 +30,7 @@ def open_client(tmp_path: Path) -> OpenClient:
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield InProcess(client, dataplane, metrics)
-        dataplane.close()
+        await dataplane.aclose()
 
     return opener
 
