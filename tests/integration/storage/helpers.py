@@ -156,6 +156,10 @@ class RecordingProxy:
 
     def close(self) -> None:
         """Stop listening and end every open connection."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self._listener.close()
         self._thread.join(timeout=5)
         with self._lock:
