@@ -26,8 +26,13 @@ CREDENTIALS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "tes
 
 def s3_client(endpoint: str, **credentials: str) -> Any:
     """A boto3 client for the test server (setup only, not the code under test)."""
+    keys = credentials or CREDENTIALS
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", **(credentials or CREDENTIALS)
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=keys["aws_access_key_id"],
+        aws_secret_access_key=keys["aws_secret_access_key"],
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelfleet_runtime.storage.base import (
+    NotAllowedError,
     NotFoundError,
     ObjectInfo,
     UnavailableError,
@@ -18,7 +19,6 @@ from modelfleet_runtime.storage.layout import group_versions
 from modelfleet_runtime.storage.paths import check_relative, contained, version_number
 from modelfleet_runtime.storage.retry import Retrier
 from modelfleet_runtime.storage.uri import (
-    NotAllowedError,
     check_hosts,
     check_scheme,
     parse_uri,
