@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui_bundle import swagger_ui_path
 
 from modelfleet_runtime import __version__, codec, logs
+from modelfleet_runtime.auth import BearerAuth, token_source
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError
 from modelfleet_runtime.handlers import install_error_handlers
@@ -94,6 +95,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    tokens = token_source(dataplane.settings)
+    if tokens is not None:  # outermost of ours: a refused request reaches no route or body
+        app.add_middleware(BearerAuth, tokens=tokens)
     _add_docs(app)
     _add_health_routes(app, dataplane, metrics)
     _add_v2_routes(app, dataplane, metrics)

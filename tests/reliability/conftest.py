@@ -1,0 +1,49 @@
+"""Fixtures for the reliability checks: the real app in-process over httpx's ASGI transport,
+and a clean AWS environment for the tests that run real servers against moto."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import onnx_models
+from tests.helpers.runtime import InProcess, loaded_app
+
+OpenApp = Callable[..., AbstractAsyncContextManager[InProcess]]
+
+
+@pytest.fixture
+def open_app(tmp_path: Path) -> OpenApp:
+    """``async with open_app(name, {version: model_bytes}, **settings) as served``."""
+
+    @asynccontextmanager
+    async def opener(
+        name: str, versions: dict[int, bytes], **settings: Any
+    ) -> AsyncIterator[InProcess]:
+        root = onnx_models.write_repository(tmp_path / name, versions)
+        paths = {v: root / str(v) / "model.onnx" for v in versions}
+        app, dataplane, metrics = loaded_app(name, paths, **settings)
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield InProcess(client, dataplane, metrics)
+        await dataplane.aclose()
+
+    return opener
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS or MODELFLEET settings from the machine leak into a test (or its servers)."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "MODELFLEET_")) or name == "GOOGLE_APPLICATION_CREDENTIALS":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
