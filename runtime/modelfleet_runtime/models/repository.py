@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,6 +59,7 @@ class ModelRepository:
         self._loaded: dict[int, str] = {}  # version -> fingerprint of the files it came from
         self._failed: dict[int, str] = {}  # version -> fingerprint that failed
         self._lock = asyncio.Lock()
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
         """Sync now, then every ``poll_interval`` seconds (more often while nothing serves)."""
@@ -116,9 +118,21 @@ class ModelRepository:
         if not wanted & self._loaded.keys():
             return
         for number in sorted(self._loaded.keys() - wanted):
+            model = self.registry.versions.get(number)
             self.registry.retire(number)
             del self._loaded[number]
             log.info("version %d retired", number, extra={"model_version": number})
+            if model is not None:
+                self._remove_files(model.path.parent)
+
+    def _remove_files(self, folder: Path) -> None:
+        """Free the disk a retired version used (its session is already in memory, and
+        in-flight requests hold the session, not the files)."""
+        if not folder.is_relative_to(self.settings.model_dir):
+            return  # never touch a user's own files
+        task = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, folder, True))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def _load_failed(self, number: int, fingerprint: str, exc: Exception) -> None:
         reason = getattr(exc, "reason", type(exc).__name__)

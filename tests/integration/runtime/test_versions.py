@@ -71,6 +71,9 @@ def test_hot_swap_under_load_then_a_failing_version_changes_nothing(tmp_path: Pa
         assert set(answered[:first_two]) == {"1"} and set(answered[first_two:]) == {"2"}
         assert versions_of(served.url, "adder") == ["2"]
         assert httpx.get(f"{served.url}/v2/health/ready").status_code == 200
+        cache = tmp_path / "model-cache"
+        wait_until(lambda: not list(cache.glob("*/1-*")), 10, "version 1's files removed")
+        assert list(cache.glob("*/2-*/model.onnx"))
         status = _status(served.url, "3")
         assert status["reason"] == "ModelLoadFailed"
 
