@@ -142,8 +142,10 @@ def plot(run: dict[str, Any], path: Path) -> None:
         axes[0][col].set_title(run["titles"][scenario])
         axes[0][col].set_ylabel("requests/s")
         axes[1][col].set_ylabel("p99 latency (ms)")
+        all_cs = sorted({k[2] for k in agg if k[0] == scenario})
         for row in (0, 1):
             axes[row][col].set_xscale("log", base=2)
+            axes[row][col].set_xticks(all_cs, [str(c) for c in all_cs])
             axes[row][col].set_xlabel("concurrent connections")
             axes[row][col].grid(True, alpha=0.3)
             axes[row][col].legend(fontsize=8)

@@ -73,6 +73,9 @@ def start_servers(name: str, model: models.BenchModel, skip: set[str]) -> list[l
     try:
         if name == "small":
             servers.append(launch.start_ours(WORK, "ours", m, path, 18010))
+            if "ours+batch0" not in skip:  # batching with no delay: one thread hop per batch
+                flags = ("--max-batch-size", "32", "--max-queue-delay-us", "0")
+                servers.append(launch.start_ours(WORK, "ours+batch0", m, path, 18015, *flags))
             if "kserve" not in skip:
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18020))
             if "mlserver" not in skip:
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
     require_wrk()
+    load_before = os.getloadavg()
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
     built = models.build(WORK)
     bodies = WORK / "bodies"
@@ -200,6 +204,9 @@ def main() -> None:
         "targets": [
             {"title": "MLP-small, 16 conns: ≥3× better peer", "scenario": "small",
              "ours": "ours", "versus": ["kserve", "mlserver"], "connections": 16, "ratio": 3},
+            {"title": "MLP-small, 16 conns, ours with zero-delay batching", "scenario": "small",
+             "ours": "ours+batch0", "versus": ["kserve", "mlserver"], "connections": 16,
+             "ratio": 3},
             {"title": "MLP-wide, 64 conns, batching: ≥2× MLServer adaptive", "scenario": "wide",
              "ours": "ours+batching", "versus": ["mlserver+adaptive"], "connections": 64,
              "ratio": 2},
@@ -218,7 +225,10 @@ def main() -> None:
             f"the event loop and the framework (loopback and wrk's own time included)."
         )
     run["latency_notes"] = latency_notes
+    load_after = os.getloadavg()
     run["notes"] = notes + [
+        f"Load average (1 min) of this 2-CPU machine: {load_before[0]:.1f} at the start, "
+        f"{load_after[0]:.1f} at the end; above 2 means other work competed for the CPUs.",
         "The machine is shared with other engineers' builds and tests (2 cores): absolute "
         "figures drift between runs; only ratios within one interleaved run count. "
         "'rps spread' is half the max-min range across repetitions, relative to the median.",
