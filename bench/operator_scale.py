@@ -92,10 +92,14 @@ async def main(count: int, timeout: float) -> None:
                 if time.monotonic() - start > timeout:
                     raise SystemExit(f"not converged after {timeout} s")
                 await asyncio.sleep(0.05)
-            time.monotonic() - start
-            len(emulator.writes())
+            elapsed = time.monotonic() - start
+            writes = len(emulator.writes())
             proc.terminate()
             proc.wait(30)
+    print(
+        f"{count} InferenceServices converged in {elapsed:.1f} s; "  # noqa: T201
+        f"operator peak RSS {peak / 2**20:.0f} MiB; {writes} write requests in total"
+    )
 
 
 if __name__ == "__main__":
