@@ -96,9 +96,9 @@ async def main(count: int, timeout: float) -> None:
             writes = len(emulator.writes())
             proc.terminate()
             proc.wait(30)
-    print(
-        f"{count} InferenceServices converged in {elapsed:.1f} s; "  # noqa: T201
-        f"operator peak RSS {peak / 2**20:.0f} MiB; {writes} write requests in total"
+    sys.stdout.write(
+        f"{count} InferenceServices converged in {elapsed:.1f} s; "
+        f"operator peak RSS {peak / 2**20:.0f} MiB; {writes} write requests in total\n"
     )
 
 
