@@ -33,12 +33,35 @@ _INT_RANGES = {
 }
 
 
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of JSON objects and arrays a request may have (orjson alone allows 1024)."""
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def loads(body: bytes) -> Any:
-    """Parse JSON, turning any parser complaint into a 400."""
+    """Parse JSON, turning any parser complaint, or nesting deeper than MAX_JSON_DEPTH, into
+    a 400."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise BadRequestError(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Iterative (no recursion limit); a list of scalars (tensor data) is one C-level scan."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        if _SCALARS.issuperset(map(type, children)):
+            continue
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -109,7 +132,11 @@ def _cast(
         low, high = _INT_RANGES[datatype]
         if array.min() < low or array.max() > high:
             raise BadRequestError(f"input '{name}': a value is out of range for {datatype}")
-    return array.astype(dtype, copy=False)
+    try:
+        with np.errstate(over="raise"):  # 1e39 as FP32 is an error, not a silent inf
+            return array.astype(dtype, copy=False)
+    except FloatingPointError:
+        raise BadRequestError(f"input '{name}': a value is out of range for {datatype}") from None
 
 
 def _from_binary(chunk: memoryview, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
@@ -181,7 +208,7 @@ def _decode_input(
     if not isinstance(name, str) or not name:
         raise BadRequestError(f"inputs[{index}] needs a 'name' string")
     datatype = item.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise BadRequestError(f"input '{name}': unknown datatype {datatype!r}")
     shape, count = _shape(item.get("shape"), name, max_elements)
     size = _parameters(item, name).get("binary_data_size")
