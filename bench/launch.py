@@ -74,6 +74,22 @@ def start_ours(work: Path, label: str, model: str, path: Path, port: int, *flags
     return Server(label, "ours", model, port, _spawn(command, log), log)
 
 
+def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Server:
+    """The raw-ASGI reference floor (bench/servers/asgi_floor.py) from the "ours" venv."""
+    script = str(HERE / "servers/asgi_floor.py")
+    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port)]
+    log = work / "logs" / f"{label}-{port}.log"
+    return Server(label, "floor", model, port, _spawn(command, log), log)
+
+
+def start_whatif(work: Path, label: str, model: str, path: Path, port: int, *flags: str) -> Server:
+    """Our runtime with the proposed fast path (bench/whatif/serve.py), from the "ours" venv."""
+    script = str(HERE / "whatif/serve.py")
+    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port), *flags]
+    log = work / "logs" / f"{label}-{port}.log"
+    return Server(label, "ours", model, port, _spawn(command, log), log)
+
+
 def start_kserve(work: Path, label: str, model: str, path: Path, port: int) -> Server:
     command = [
         str(work / "venvs/kserve/bin/python"), str(HERE / "servers/kserve_onnx.py"),
@@ -132,6 +148,24 @@ def wait_ready(server: Server, deadline_s: float = 120.0) -> None:
     raise RuntimeError(
         f"{server.label} not ready after {deadline_s} s: {server.log.read_text()[-3000:]}"
     )
+
+
+def cpu_seconds(server: Server) -> float:
+    """CPU time (user + system, every thread) used so far by the server's process group: the
+    noise-robust cost measure on a shared machine (wall-clock rates depend on who else runs)."""
+    total = 0
+    pgid = server.process.pid  # start_new_session: the group id is the leader's pid
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the 5th field of stat
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop(server: Server) -> None:

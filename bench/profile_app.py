@@ -26,6 +26,7 @@ from modelfleet_runtime.config import Settings
 from modelfleet_runtime.server import build
 
 Message = dict[str, Any]
+_keep: set[asyncio.Future[None]] = set()
 
 
 def _scope(path: str, body: bytes, state: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +58,32 @@ async def startup(app: Any) -> dict[str, Any]:
     inbox: asyncio.Queue[Message] = asyncio.Queue()
     outbox: asyncio.Queue[Message] = asyncio.Queue()
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
-    asyncio.ensure_future(app(scope, inbox.get, outbox.put))
+    _keep.add(asyncio.ensure_future(app(scope, inbox.get, outbox.put)))  # no GC mid-run
     await inbox.put({"type": "lifespan.startup"})
     message = await outbox.get()
     assert message["type"] == "lifespan.startup.complete", message
     return state
+
+
+def what_if_fast_ids() -> None:
+    """Replace the uuid4 that app.py draws per request with a counter (no getrandom call)."""
+    import itertools
+    import types
+
+    from modelfleet_runtime import app as app_module
+
+    counter = itertools.count(1)
+    fake = types.SimpleNamespace(uuid4=lambda: types.SimpleNamespace(hex=f"{next(counter):016x}"))
+    app_module.uuid = fake  # type: ignore[attr-defined]
+
+
+def what_if_inline(dataplane: Any) -> None:
+    """Run the model on the event loop thread instead of hopping to a worker thread."""
+
+    async def inline(model: Any, inputs: Any, outputs: Any) -> Any:
+        return model.run(inputs, outputs)
+
+    dataplane.runner = inline
 
 
 def per_call_us(fn: Callable[[], object], n: int = 3000) -> float:
@@ -79,9 +101,30 @@ async def main() -> None:
     parser.add_argument("body")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--batch", action="store_true", help="--max-batch-size 32, 2000 µs")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        metavar="DELAY_US",
+        help="dynamic batching on: max batch 32 and this queue delay",
+    )
+    parser.add_argument(
+        "--fast-id",
+        action="store_true",
+        help="what-if: request ids from a counter instead of uuid4 (urandom)",
+    )
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="what-if: run ONNX Runtime on the event loop, no thread hop",
+    )
+    parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
-    extra = {"max_batch_size": 32, "max_queue_delay_us": 2000} if args.batch else {}
+    extra: dict[str, Any] = {}
+    if args.batch is not None:
+        extra = {"max_batch_size": 32, "max_queue_delay_us": args.batch}
+    if args.fast_id:
+        what_if_fast_ids()
     settings = Settings(
         model_uri=args.model, name="m", intra_op_threads=1, inter_op_threads=1,
         poll_interval=0, model_dir=Path("/tmp/modelfleet-profile"), log_level="WARNING",
@@ -96,6 +139,8 @@ async def main() -> None:
         await asyncio.sleep(0.1)
 
     model = dataplane.model("m")
+    if args.inline:
+        what_if_inline(dataplane)
     decoded = codec.decode_infer(body, None, max_elements=settings.max_body_size)
     outputs = model.run(decoded.inputs)
     stages = {
@@ -121,13 +166,16 @@ async def main() -> None:
             assert status == 200
 
     each = args.requests // args.clients
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(each) for _ in range(args.clients)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     total = each * args.clients
     print(f"  whole ASGI app, {args.clients} clients: {total / elapsed:,.0f} req/s, "  # noqa: T201
-          f"{elapsed / total * 1e6:.1f} µs per request (no HTTP)")  # fmt: skip
+          f"{elapsed / total * 1e6:.1f} µs wall and {cpu / total * 1e6:.1f} µs CPU "
+          "per request (no HTTP)")  # fmt: skip
 
+    if args.no_profile:
+        return
     profiler = cProfile.Profile()
     profiler.enable()
     await asyncio.gather(*(client(each // 2) for _ in range(args.clients)))

@@ -26,6 +26,7 @@ def aggregate(trials: list[Trial]) -> dict[tuple[str, str, int], dict[str, float
             "p50_ms": statistics.median(t["p50_us"] for t in ts) / 1000,
             "p99_ms": statistics.median(t["p99_us"] for t in ts) / 1000,
             "spread": (max(rps) - min(rps)) / statistics.median(rps) if len(rps) > 1 else 0.0,
+            "cpu_us": statistics.median(t.get("cpu_us", float("nan")) for t in ts),
             "errors": sum(t["errors"] for t in ts),
             "reps": len(ts),
         }
@@ -75,17 +76,27 @@ def render(run: dict[str, Any]) -> str:
     lines += ["", "### All configurations", ""]
     lines += [
         "| Scenario | Server | Conns | req/s | p50 ms | p99 ms | vs better peer | rps spread "
-        "| errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU µs/req | CPU cost vs better peer | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (scenario, target, c), v in sorted(agg.items()):
         peers = run["peers"].get(scenario, [])
         ref = _best_peer(agg, scenario, c, [p for p in peers if p != target])
-        ratio = f"{v['rps'] / ref[1]['rps']:.2f}×" if ref and target not in peers else ""
+        mine = ref is not None and target not in peers
+        ratio = f"{v['rps'] / ref[1]['rps']:.2f}×" if mine and ref else ""
+        cost = f"{ref[1]['cpu_us'] / v['cpu_us']:.2f}× less" if mine and ref else ""
         lines.append(
             f"| {scenario} | {target} | {c} | {v['rps']:,.0f} | {v['p50_ms']:.2f} | "
-            f"{v['p99_ms']:.2f} | {ratio} | ±{v['spread'] * 50:.0f}% | {v['errors']:.0f} |"
+            f"{v['p99_ms']:.2f} | {ratio} | ±{v['spread'] * 50:.0f}% | {v['cpu_us']:,.0f} | "
+            f"{cost} | {v['errors']:.0f} |"
         )
+    lines += [
+        "",
+        "'server CPU µs/req' is the CPU time (user + system, all threads) the server's process "
+        "group used during the trial divided by the requests it answered: unlike req/s it "
+        "hardly moves when other work competes for the CPU, and 10⁶ / it is roughly the req/s "
+        "one dedicated core would give.",
+    ]
     lines += ["", "### In-process limits (no server, CPU 0, 1 intra-op thread)", ""]
     lines += ["| Model | run() µs | run() /s | orjson parse → run → dump µs | that path /s |",
               "|---|---:|---:|---:|---:|"]  # fmt: skip
