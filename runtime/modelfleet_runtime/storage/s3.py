@@ -65,7 +65,7 @@ def make_client(settings: Settings) -> S3Client:
     """A client for the configured endpoint. Building it makes no network call."""
     config = Config(
         s3={"addressing_style": settings.s3_addressing_style},
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
         max_pool_connections=settings.download_concurrency + 2,
