@@ -15,6 +15,15 @@ import pytest
 from tests.helpers import onnx_models
 from tests.helpers.runtime import InProcess, loaded_app
 
+# The operator harness (kmock emulator + kopf in a thread) for test_operator_secrets (O14),
+# used as is from the operator integration tests.
+from tests.integration.operator.conftest import (  # noqa: F401 - fixtures, by name
+    cluster,
+    emulator,
+    operator,
+    start_operator,
+)
+
 OpenApp = Callable[..., AbstractAsyncContextManager[InProcess]]
 
 
