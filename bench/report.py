@@ -109,7 +109,14 @@ def render(run: dict[str, Any]) -> str:
     for note in run["latency_notes"]:
         lines.append(f"- {note}")
     lines += ["", "### Notes", ""] + [f"- {n}" for n in run["notes"]]
-    lines += ["", f"![throughput and p99 against concurrency]({run['plot']})", ""]
+    lines += [
+        "",
+        "Where our time goes, and the proposed patches behind the rows marked *: "
+        "[PROFILE.md](PROFILE.md).",
+        "",
+        f"![throughput and p99 against concurrency]({run['plot']})",
+        "",
+    ]
     return "\n".join(lines)
 
 
