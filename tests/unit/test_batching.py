@@ -346,6 +346,21 @@ async def test_concurrent_batches_keep_rows_apart() -> None:
         np.testing.assert_allclose(result["output0"], expected, rtol=1e-5, atol=1e-6)
 
 
+async def test_a_failing_observer_does_not_stop_batching(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def observe_batch(self, size: int, queue_seconds: float) -> None:
+            raise RuntimeError(f"metrics backend down ({size} rows, {queue_seconds} s)")
+
+    recorder = Recorder(_session(add_constant(1.0)))
+    batcher = DynamicBatcher(recorder, max_batch_size=2, max_queue_delay_us=0, observer=Broken())
+    for seed in range(3):
+        request = {"input0": rows(1, 4, seed=seed)}
+        result = await batcher.submit(request)
+        np.testing.assert_array_equal(result["output0"], request["input0"] + np.float32(1.0))
+    await batcher.close()
+    assert "batch observer failed" in caplog.text
+
+
 def test_invalid_settings_are_refused() -> None:
     async def run(inputs: Tensors) -> Tensors:
         return inputs

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
@@ -23,6 +24,8 @@ from typing import Any, Protocol, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
+
+log = logging.getLogger(__name__)
 
 Tensors: TypeAlias = dict[str, npt.NDArray[Any]]
 AsyncRun: TypeAlias = Callable[[Tensors], Awaitable[Tensors]]
@@ -297,7 +300,10 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         rows = [item.rows for item in batch]
         if self._observer is not None:
-            self._observer.observe_batch(sum(rows), loop.time() - batch[0].enqueued)
+            try:
+                self._observer.observe_batch(sum(rows), loop.time() - batch[0].enqueued)
+            except Exception:  # metrics must never stop the collector (and every request)
+                log.exception("batch observer failed")
         try:
             inputs = batch[0].inputs if len(batch) == 1 else _concat(batch)
             outputs = await self._call(inputs)
