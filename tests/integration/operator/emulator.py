@@ -13,7 +13,9 @@ performs every write itself:
 * ``labelSelector`` is honoured on lists (equality and existence terms);
 * :class:`Fault` injection answers a matching request with an error (and ``Retry-After``), or
   holds it, before any state changes;
-* ``timeline`` records every object that appears or disappears, for ordering checks (O9).
+* ``timeline`` records every object that appears or disappears, for ordering checks (O9);
+* requests are routed, and objects fetched and listed, in constant time per object served
+  (``fastpath.py``): kmock's own paths are linear in the request history and the store.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import aiohttp.web
 import attrs
 import kmock
 from kmock._internal import dicts as kdicts
+
+from tests.integration.operator import fastpath
 
 ISVC_RESOURCE = "serving.modelfleet.dev/v1alpha1/inferenceservices"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -82,6 +86,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list)
     timeline: list[tuple[float, str, str, str, str]] = attrs.field(factory=list)
     _rv: int = 0
+    _index: fastpath.ObjectIndex = attrs.field(factory=fastpath.ObjectIndex)
+    _known: tuple[int, frozenset[Any]] = (-1, frozenset())
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -106,7 +112,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 return _status_response(fault.status, "Injected fault", fault.headers)
         if request.resource is not None and request.action in _WRITES:
             return await self._write(request)
-        return await super()._handle(request)
+        return await fastpath.dispatch(self, request)  # reads: nothing for kmock to track
 
     async def _write(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         data = request.data if isinstance(request.data, Mapping) else {}
@@ -146,6 +152,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             self._objects[key].create(body)
         else:
             self._objects[key] = body
+        self._index.add(key, self._objects[key])
         await self._publish(request, key, "ADDED", self._objects[key].raw)
         return aiohttp.web.json_response(self._objects[key].raw, status=201)
 
@@ -194,16 +201,29 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             )
         await self._buses[request.resource].put({"type": kind, "object": copy.deepcopy(dict(raw))})
 
+    def _declared(self) -> frozenset[Any]:
+        """Declared resources, cached until more are declared (kmock rebuilds it per list)."""
+        count = len(self.resources)
+        if self._known[0] != count:
+            self._known = (count, frozenset(kmock.KubernetesScaffold._get_resources(self)))
+        return self._known[1]
+
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        obj = self._index.get(request.resource, request.namespace, request.name or "")
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
     async def _serve_list(self, request: kmock.Request) -> Any:
-        result: Any = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        if selector:
-            result["items"] = [
-                item
-                for item in result["items"]
-                if selector_matches(selector, item.get("metadata", {}).get("labels") or {})
-            ]
-        return result
+        if request.resource not in self._declared():
+            raise kmock.KubernetesResourceNotFoundError()
+        selector = request.params.get("labelSelector") or ""
+        items = [
+            obj.raw
+            for obj in self._index.live(request.resource, request.namespace)
+            if selector_matches(selector, obj.raw.get("metadata", {}).get("labels") or {})
+        ]
+        return {"metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
         selector = request.params.get("labelSelector")
