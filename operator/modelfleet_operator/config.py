@@ -7,9 +7,9 @@ import time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELFLEET_OPERATOR_"
@@ -40,6 +40,12 @@ class OperatorConfig(BaseSettings):
     default_resources: dict[str, Any] = Field(default_factory=_default_resources)
     """Container resources when the spec gives none; requests and limits both, as Pod
     Security and the HPA's utilisation maths need requests."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Level of the operator's logs (kopf's included); any case is accepted."""
+
+    log_format: Literal["json", "text"] = "json"
+    """``json``: one JSON object per line (python-json-logger); ``text``: plain lines."""
 
     cluster_domain: str = "cluster.local"
     """Cluster DNS domain used in status.url."""
@@ -94,3 +100,9 @@ class OperatorConfig(BaseSettings):
 
     allowed_storage_hosts: list[str] = Field(default_factory=list)
     """If set, passed to the runtime's allowed_hosts: the only storage hosts pods may reach."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        """Accept any case: the chart passes the level upper-cased, users may not."""
+        return value.upper() if isinstance(value, str) else value

@@ -31,9 +31,12 @@ import kopf
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.kube import KubeClient
+from modelfleet_operator.metrics import CountingApplier, OperatorMetrics, serve
 from modelfleet_operator.reconcile import ISVC, Outcome, Runtime, build_runtime, reconcile
 
 MEMO_KEY = "modelfleet"
+METRICS_KEY = "modelfleet_metrics"
+"""Memo key of the :class:`OperatorMetrics` (``main`` may put one there before start-up)."""
 GROUP, VERSION = ISVC.api_version.split("/")
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class LiveOptions:
     """Seconds before kopf retries a handler that failed with an unexpected error."""
     request_timeout: float = 10.0
     """Seconds for one API request of ours before it counts as a temporary error."""
+    endpoint: str | None = None
+    """``http://host:port/healthz``: serve health there and ``/metrics`` on the same port."""
 
 
 def configure(settings: kopf.OperatorSettings, options: LiveOptions) -> None:
@@ -120,6 +125,7 @@ async def trigger(rt: Runtime, namespace: str, name: str, options: LiveOptions) 
         rt.release(namespace, name)
         body = await rt.applier.get(ISVC, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            rt.metrics.set_ready(namespace, name, None)
             return
         if "kopf.zalando.org/last-handled-configuration" not in (
             body["metadata"].get("annotations") or {}
@@ -173,10 +179,14 @@ def _register_activities(
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings, options)
+        metrics = memo.setdefault(METRICS_KEY, OperatorMetrics())
         client = KubeClient(login(settings), timeout=options.request_timeout)
-        rt = build_runtime(config, client)
+        rt = build_runtime(config, CountingApplier(client, metrics), metrics)
         memo[MEMO_KEY] = rt
+        memo["modelfleet_client"] = client
         memo["modelfleet_resync"] = asyncio.create_task(resync_loop(rt, options))
+        if options.endpoint:
+            memo["modelfleet_server"] = await serve(options.endpoint, metrics)
 
     @kopf.on.login(registry=registry)
     def authenticate(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
@@ -189,9 +199,12 @@ def _register_activities(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        applier = runtime_of(memo).applier if MEMO_KEY in memo else None
-        if isinstance(applier, KubeClient):
-            await applier.close()
+        server = memo.get("modelfleet_server")
+        if server is not None:
+            await server.cleanup()
+        client = memo.get("modelfleet_client")
+        if isinstance(client, KubeClient):
+            await client.close()
 
 
 def _register_resource(registry: kopf.OperatorRegistry) -> None:

@@ -4,7 +4,9 @@ Called by ``cli.operator_command``. Builds the configuration (``OperatorConfig``
 environment) and a fresh kopf registry here, at start-up, never at import time. With
 ``--peering`` several replicas can run: kopf's peering keeps one active, and each replica needs
 a distinct ``--priority`` (equal priorities freeze every replica, O11); without ``--priority``
-one is derived from the host (pod) name.
+one is derived from the host (pod) name. Logging is configured from the settings
+(``log_level``, ``log_format``) through the runtime's ``logs.configure``; ``--liveness`` starts
+the operator's one HTTP port (health and ``/metrics``, see ``metrics.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Sequence
 import kopf
 
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.handlers import LiveOptions, register
+from modelfleet_operator.handlers import METRICS_KEY, LiveOptions, register
+from modelfleet_operator.metrics import OperatorMetrics
+from modelfleet_runtime import logs
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -29,7 +33,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all (default)")
     parser.add_argument("--peering", help="kopf peering name: run more than one replica safely")
     parser.add_argument("--priority", type=int, help="peering priority; unique per replica")
-    parser.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness",
+        help="health endpoint, e.g. http://0.0.0.0:8080/healthz; /metrics is served on its port",
+    )
     parser.add_argument("--resync", type=float, default=60.0, help="resync period, seconds")
     return parser.parse_args(list(argv))
 
@@ -43,7 +50,10 @@ async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM are kopf's to handle)."""
     registry = kopf.OperatorRegistry()
     namespaces = tuple(args.namespace)
-    register(registry, config, LiveOptions(resync_seconds=args.resync, namespaces=namespaces))
+    options = LiveOptions(resync_seconds=args.resync, namespaces=namespaces, endpoint=args.liveness)
+    register(registry, config, options)
+    memo = kopf.Memo()
+    memo[METRICS_KEY] = OperatorMetrics()
     await kopf.operator(
         registry=registry,
         clusterwide=not namespaces,
@@ -51,13 +61,14 @@ async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority if args.priority is not None else default_priority(),
-        liveness_endpoint=args.liveness,
-        memo=kopf.Memo(),
+        memo=memo,  # no kopf liveness server: ours serves health and metrics on one port
     )
 
 
 def main(argv: Sequence[str]) -> int:
     """Entry point for ``modelfleet operator``; returns the process exit code."""
     args = parse_args(argv)
-    asyncio.run(run(args, OperatorConfig()))
+    config = OperatorConfig()
+    logs.configure(config.log_level, config.log_format)
+    asyncio.run(run(args, config))
     return 0

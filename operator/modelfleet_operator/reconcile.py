@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from modelfleet_operator import labels, render, spec, status
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.converge import is_converged, stamp
 from modelfleet_operator.kube import Applier, KindRef, Manifest
+from modelfleet_operator.metrics import OperatorMetrics
 
 ISVC = KindRef("serving.modelfleet.dev/v1alpha1", "InferenceService", "inferenceservices")
 AUTOSCALER_KINDS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
@@ -40,6 +42,7 @@ class Runtime:
     config: OperatorConfig
     applier: Applier
     kinds: dict[str, KindRef]
+    metrics: OperatorMetrics = dataclasses.field(default_factory=OperatorMetrics)
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
     queued: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
@@ -62,10 +65,13 @@ class Runtime:
         self.queued.discard((namespace, name))
 
 
-def build_runtime(config: OperatorConfig, applier: Applier) -> Runtime:
+def build_runtime(
+    config: OperatorConfig, applier: Applier, metrics: OperatorMetrics | None = None
+) -> Runtime:
     """A Runtime for ``config``, knowing every child kind ``render`` can produce."""
     kinds = {kind: KindRef(api, kind, plural) for api, kind, plural in render.managed_kinds()}
-    return Runtime(config=config, applier=applier, kinds=kinds)
+    metrics = metrics if metrics is not None else OperatorMetrics()
+    return Runtime(config=config, applier=applier, kinds=kinds, metrics=metrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +82,14 @@ class Outcome:
     deleted: tuple[str, ...] = ()
     status_written: bool = False
     invalid: str | None = None
+    ready: str = "Unknown"
+
+    @property
+    def result(self) -> str:
+        """The ``result`` label of the reconciles metric."""
+        if self.invalid is not None:
+            return "invalid"
+        return "changed" if self.changed or self.status_written else "unchanged"
 
     @property
     def changed(self) -> bool:
@@ -139,12 +153,25 @@ async def _apply(
 
 async def reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
     """Bring the children and status of one InferenceService to what its spec asks for."""
+    started = time.monotonic()
+    try:
+        outcome = await _reconcile(body, rt)
+    except Exception:
+        rt.metrics.observe("error", started)
+        raise
+    rt.metrics.observe(outcome.result, started)
+    meta = body.get("metadata") or {}
+    rt.metrics.set_ready(str(meta.get("namespace")), str(meta.get("name")), outcome.ready)
+    return outcome
+
+
+async def _reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
     try:
         svc = spec.parse(body)
     except spec.SpecError as exc:
         invalid = status.invalid_spec_status(body, exc.message, _own_status(body), _now())
         written = await _write_status(rt, body, invalid)
-        return Outcome(status_written=written, invalid=exc.message)
+        return Outcome(status_written=written, invalid=exc.message, ready=_ready(invalid))
     desired = desired_children(body, rt, svc)
     live = await read_children(rt, svc)
     wanted = {_key(manifest) for manifest in desired}
@@ -156,7 +183,15 @@ async def reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
         svc, observed, _own_status(body), _now(), cluster_domain=rt.config.cluster_domain
     )
     written = await _write_status(rt, body, new_status)
-    return Outcome(tuple(applied), tuple(deleted), written)
+    return Outcome(tuple(applied), tuple(deleted), written, ready=_ready(new_status))
+
+
+def _ready(new_status: Mapping[str, Any]) -> str:
+    """The status of the Ready condition in ``new_status`` ("Unknown" if absent)."""
+    for condition in new_status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return str(condition.get("status", "Unknown"))
+    return "Unknown"
 
 
 def _own_status(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -213,8 +213,8 @@ async def start_operator(emulator: ClusterEmulator) -> AsyncIterator[OperatorFac
     assert emulator.active  # the emulator (and $KUBECONFIG) must outlive every operator
     started: list[OperatorThread] = []
 
-    async def start(resync_seconds: float = 30.0) -> OperatorThread:
-        op = OperatorThread(LiveOptions(resync_seconds=resync_seconds))
+    async def start(resync_seconds: float = 30.0, endpoint: str | None = None) -> OperatorThread:
+        op = OperatorThread(LiveOptions(resync_seconds=resync_seconds, endpoint=endpoint))
         started.append(op)
         await op.start()
         return op
