@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=4, ge=1)
     """Worker threads running inference (ONNX Runtime releases the GIL in run)."""
 
+    inline_run_max_us: int = Field(default=200, ge=0)
+    """Models whose warm-up run takes at most this many microseconds run on the event loop
+    instead of a worker thread, whose hand-off costs more than such a run (0: always use
+    worker threads)."""
+
     # --- Dynamic batching -------------------------------------------------------------------
     max_batch_size: int = Field(default=0, ge=0)
     """Largest batch the dynamic batcher forms along the first dimension (0: no batching)."""

@@ -39,9 +39,9 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 def check_inputs(model: OnnxModel, inputs: Arrays) -> None:
     """Raise a 400 naming what was expected and what arrived, Triton style."""
     expected = model.inputs
-    missing = sorted(expected.keys() - inputs.keys())
-    extra = sorted(inputs.keys() - expected.keys())
-    if missing or extra:
+    if inputs.keys() != expected.keys():
+        missing = sorted(expected.keys() - inputs.keys())
+        extra = sorted(inputs.keys() - expected.keys())
         detail = []
         if missing:
             detail.append(f"missing required input(s) {missing}")
@@ -91,7 +91,7 @@ class DataPlane:
         )
         self._batchers: dict[int, tuple[OnnxModel, DynamicBatcher]] = {}
         self._closing: set[asyncio.Future[None]] = set()
-        self.runner: Runner = self._run_in_thread
+        self.runner: Runner = self._run_direct
         if settings.max_batch_size > 0:
             self.runner = self._run_batched
             registry.on_retire.append(self._release_batcher)
@@ -159,6 +159,18 @@ class DataPlane:
         check_inputs(model, inputs)
         return await self.runner(model, inputs, None)
 
+    async def _run_direct(
+        self, model: OnnxModel, inputs: Arrays, outputs: list[str] | None
+    ) -> Arrays:
+        """Unbatched: on the event loop when the model runs in microseconds (the thread hop
+        and its GIL hand-offs cost more than the run), else in a worker thread."""
+        if model.warm_run_seconds * 1e6 > self.settings.inline_run_max_us:
+            return await self._run_in_thread(model, inputs, outputs)
+        try:
+            return model.run(inputs, outputs)
+        except Exception as exc:  # ONNX Runtime's own error types: a failure inside the model
+            raise InferenceError(f"model '{model.name}' failed to run: {exc}") from exc
+
     async def _run_in_thread(
         self, model: OnnxModel, inputs: Arrays, outputs: list[str] | None
     ) -> Arrays:
@@ -175,7 +187,7 @@ class DataPlane:
         entry = self._batchers.get(id(model))
         if entry is None:
             if not all(spec.shape and spec.shape[0] is None for spec in model.inputs.values()):
-                return await self._run_in_thread(model, inputs, outputs)
+                return await self._run_direct(model, inputs, outputs)
             entry = self._batchers[id(model)] = (model, self._new_batcher(model))
         try:
             result = await entry[1].submit(inputs)

@@ -7,7 +7,10 @@ the GIL inside ``run``). Everything per-model that a request needs is computed o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import statistics
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,8 @@ class OnnxModel:
     session: ort.InferenceSession
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    warm_run_seconds: float = math.inf
+    """Median time of the warm-up runs: how the data plane decides where to run it."""
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, settings: Settings) -> OnnxModel:
@@ -71,12 +76,12 @@ class OnnxModel:
         inputs = {node.name: _spec(node) for node in session.get_inputs()}
         outputs = {node.name: _spec(node) for node in session.get_outputs()}
         model = cls(name, version, path, session, inputs, outputs)
-        model.warm_up()
-        return model
+        return replace(model, warm_run_seconds=model.warm_up())
 
-    def warm_up(self) -> None:
-        """One inference on zeros (dynamic dimensions as 1), so the first request is not slow
-        and a model that loads but cannot run never replaces one that can."""
+    def warm_up(self, runs: int = 5) -> float:
+        """Inference on zeros (dynamic dimensions as 1), so the first request is not slow and
+        a model that loads but cannot run never replaces one that can. Returns the median
+        time of the runs after the first, in seconds."""
         feeds = {
             spec.name: np.zeros(tuple(d or 1 for d in spec.shape), dtype=DATATYPES[spec.datatype])
             for spec in self.inputs.values()
@@ -84,10 +89,15 @@ class OnnxModel:
         for spec in self.inputs.values():
             if spec.datatype == "BYTES":
                 feeds[spec.name] = np.full(tuple(d or 1 for d in spec.shape), "", dtype=object)
+        timings = []
         try:
-            self.session.run(None, feeds)
+            for _ in range(runs):
+                started = time.perf_counter()
+                self.session.run(None, feeds)
+                timings.append(time.perf_counter() - started)
         except Exception as exc:
             raise ModelLoadError(f"version {self.version} failed its warm-up run: {exc}") from None
+        return statistics.median(timings[1:] or timings)
 
     def run(
         self, inputs: dict[str, np.ndarray[Any, Any]], outputs: list[str] | None = None

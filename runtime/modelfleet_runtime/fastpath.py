@@ -1,0 +1,176 @@
+"""The two inference routes, served straight from ASGI in front of the FastAPI app.
+
+``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict`` are the only
+routes on the hot path. Profiling (bench/PROFILE.md) showed about half of the event loop's CPU
+per small request going to FastAPI's layers around them (middleware stack, routing, path
+parameter validation, Request/Response objects), so ``FastPath`` serves them directly: read
+the body (bounded), decode with ``codec``, call the ``DataPlane``, encode, count. Everything
+else (health, metadata, /metrics, /docs, lifespan) goes on to the FastAPI app, whose OpenAPI
+document describes these two routes too (``app.py``). Errors leave as ``{"error": "..."}``
+exactly as ``handlers.py`` writes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from modelfleet_runtime import codec, logs
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError, ServingError
+from modelfleet_runtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
+V1_PREFIX, V1_SUFFIX = "/v1/models/", ":predict"
+JSON: Headers = [(b"content-type", b"application/json")]
+
+
+def parse_version(raw: str | None) -> int | None:
+    """A version path segment as a number: positive, no leading zero, else 400."""
+    if raw is None:
+        return None
+    if not raw.isdigit() or raw.startswith("0"):
+        raise BadRequestError(f"model version must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def match(path: str) -> tuple[str, str, str | None] | None:
+    """``(protocol, model, version)`` for an inference path, else None."""
+    if path.startswith(V2_PREFIX) and path.endswith(V2_SUFFIX):
+        parts = path[len(V2_PREFIX) : -len(V2_SUFFIX)].split("/")
+        if len(parts) == 1 and parts[0]:
+            return "v2", parts[0], None
+        if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+            return "v2", parts[0], parts[2]
+    elif path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
+        name = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
+        if name and "/" not in name:
+            return "v1", name, None
+    return None
+
+
+async def read_body(receive: Receive, length: int | None, limit: int) -> bytes:
+    """The whole body, refusing (413) anything over ``limit`` bytes, chunked or not, before
+    it is buffered."""
+    if length is not None and length > limit:
+        raise PayloadTooLargeError(f"request body of {length} bytes exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequestError("client disconnected before sending the whole body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> tuple[str | None, int | None]:
+    """Inference-Header-Content-Length and Content-Length, in one pass."""
+    split: str | None = None
+    length: int | None = None
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit():
+            length = int(value)
+        elif key == b"inference-header-content-length":
+            split = value.decode("latin-1")
+    return split, length
+
+
+class FastPath:
+    """ASGI app: the inference routes here, anything else to ``app``."""
+
+    def __init__(self, app: ASGIApp, dataplane: DataPlane, metrics: Metrics) -> None:
+        self.app, self.dataplane, self.metrics = app, dataplane, metrics
+        self.limit = dataplane.settings.max_body_size
+        self._ids = itertools.count(1)  # request ids without an os.urandom call each
+        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = match(scope["path"]) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+        elif scope["method"] != "POST":
+            allow = [(b"allow", b"POST")]
+            await _respond(send, 405, codec.error_body("Method Not Allowed"), JSON + allow)
+        else:
+            await self._serve(scope, receive, send, *found)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, protocol: str, name: str, raw: str | None
+    ) -> None:
+        started = time.perf_counter()
+        label = name if name == self.dataplane.registry.name else "unknown"
+        token = logs.request_id.set(f"{next(self._ids):016x}")
+        version, status = "", 200
+        try:
+            with self.dataplane.admit():
+                model = self.dataplane.model(name, parse_version(raw))
+                version = str(model.version)
+                split, length = _headers(scope)
+                body = await read_body(receive, length, self.limit)
+                if protocol == "v2":
+                    content, headers = await self._v2(model, body, split)
+                else:
+                    inputs, rows = codec.decode_v1(body, model.inputs)
+                    content = codec.encode_v1(await self.dataplane.predict(model, inputs), rows)
+                    headers = JSON
+        except ServingError as exc:
+            status = exc.status_code
+            (log.warning if status >= 500 else log.info)("%s", exc.message)
+            content, headers = codec.error_body(exc.message), JSON
+        except Exception as exc:  # the same last resort as handlers._unexpected
+            log.exception("unhandled error", exc_info=exc)
+            status, headers = 500, JSON
+            content = codec.error_body(f"internal error: {type(exc).__name__}")
+        finally:
+            logs.request_id.reset(token)
+        await _respond(send, status, content, headers)
+        self._observe(label, version, protocol, status, time.perf_counter() - started)
+
+    async def _v2(self, model: Any, body: bytes, split: str | None) -> tuple[bytes, Headers]:
+        decoded = codec.decode_infer(body, split, max_elements=self.limit)
+        response = await self.dataplane.infer(model, decoded)
+        content, json_length = codec.encode_infer(response, decoded.binary_outputs)
+        if not json_length:
+            return content, JSON
+        binary = [
+            (b"content-type", b"application/octet-stream"),
+            (b"inference-header-content-length", str(json_length).encode()),
+        ]
+        return content, binary
+
+    def _observe(self, model: str, version: str, protocol: str, status: int, took: float) -> None:
+        key = (model, version, protocol, status)
+        series = self._series.get(key)
+        if series is None:  # label lookups take a lock: do them once per combination
+            m = self.metrics
+            series = self._series[key] = (
+                m.requests.labels(model, version, protocol, str(status)),
+                m.request_duration.labels(model, version, protocol),
+            )
+        series[0].inc()
+        series[1].observe(took)
+
+
+async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:
+    length = (b"content-length", str(len(content)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
+    await send({"type": "http.response.body", "body": content})
