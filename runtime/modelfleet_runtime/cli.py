@@ -49,8 +49,13 @@ def serve_command(argv: list[str]) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format, settings.model_name)
     from modelfleet_runtime.server import serve
+    from modelfleet_runtime.storage import StorageError
 
-    return serve(settings)
+    try:
+        return serve(settings)
+    except StorageError as exc:  # a refused or malformed model URI: say so, no traceback
+        sys.stderr.write(f"modelfleet serve: {exc.reason}: {exc}\n")
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

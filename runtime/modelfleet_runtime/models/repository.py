@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ class ModelRepository:
         self._failed: dict[int, str] = {}  # version -> fingerprint that failed
         self._lock = asyncio.Lock()
         self._cleanups: set[asyncio.Future[None]] = set()
+        self._outages = 0  # storage listings failed in a row
 
     async def run(self) -> None:
         """Sync now, then every ``poll_interval`` seconds (more often while nothing serves)."""
@@ -71,11 +73,17 @@ class ModelRepository:
             await asyncio.sleep(delay)
 
     def _next_delay(self) -> float | None:
-        """Seconds to the next sync; None once serving with polling off."""
+        """Seconds to the next sync; None once serving with polling off. While storage keeps
+        failing the wait doubles (with jitter) up to ``retry_max_backoff``, so an outage
+        that outlasts one sync's retries is not met with a burst every cycle."""
         interval = self.settings.poll_interval
-        if not self.registry.ready:
-            return min(interval, RETRY_WHILE_UNREADY) if interval else RETRY_WHILE_UNREADY
-        return interval or None
+        if self.registry.ready:
+            return interval or None
+        base = min(interval, RETRY_WHILE_UNREADY) if interval else RETRY_WHILE_UNREADY
+        if not self._outages:
+            return base
+        ceiling = max(self.settings.retry_max_backoff, base)
+        return min(base * 2.0**self._outages, ceiling) * random.uniform(0.5, 1.0)
 
     async def sync(self) -> None:
         """One pass: list, load what's wanted and new, then retire what's no longer wanted."""
@@ -83,8 +91,10 @@ class ModelRepository:
             try:
                 listing = await self.source.list_versions()
             except StorageError as exc:
+                self._outages = min(self._outages + 1, 16)
                 self._storage_failed(exc)
                 return
+            self._outages = 0
             wanted = select_versions(listing, self.settings)
             self._note_missing(wanted - listing.keys())
             for number in sorted(wanted & listing.keys(), reverse=True):

@@ -7,6 +7,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -136,3 +138,14 @@ def test_a_model_that_fails_to_load_leaves_the_server_live_but_not_ready(tmp_pat
         (repo / "1" / "model.onnx").write_bytes(onnx_models.add_constant(1.0))
         wait_until(lambda: httpx.get(ready).status_code == 200, 20, "ready after the fix")
         assert served.process.poll() is None
+
+
+def test_a_refused_model_uri_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "modelfleet_runtime.cli", "serve", "--model-uri",
+         "http://169.254.169.254/latest/model.onnx", "--model-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "NotAllowed" in done.stderr and "scheme 'http' is not allowed" in done.stderr
+    assert "Traceback" not in done.stderr
