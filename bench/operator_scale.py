@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import subprocess
 import sys
@@ -94,11 +95,17 @@ async def main(count: int, timeout: float) -> None:
                 await asyncio.sleep(0.05)
             elapsed = time.monotonic() - start
             writes = len(emulator.writes())
+            by_kind = collections.Counter(
+                f"{r.method.value} {r.resource.plural if r.resource else '?'}"
+                + (f"/{r.subresource}" if r.subresource else "")
+                for r in emulator.writes()
+            )
             proc.terminate()
             proc.wait(30)
     sys.stdout.write(
         f"{count} InferenceServices converged in {elapsed:.1f} s; "
         f"operator peak RSS {peak / 2**20:.0f} MiB; {writes} write requests in total\n"
+        f"  writes: {dict(sorted(by_kind.items()))}\n"
     )
 
 

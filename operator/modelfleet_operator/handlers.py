@@ -10,7 +10,10 @@ Three triggers share one reconcile (``reconcile.py``), serialised per resource:
 * kopf's create/update/resume handlers on InferenceServices (kopf retries temporary errors;
   an invalid spec raises ``kopf.PermanentError``: one attempt per spec change);
 * event handlers on the children (selected by the managed-by labels): a child deleted or edited
-  by hand re-triggers the reconcile of its owner within a second;
+  by hand re-triggers the reconcile of its owner within a second. The same watches feed a kopf
+  index per child kind, keyed by (namespace, owner uid), from which every reconcile reads the
+  live children: no list calls per reconcile (kopf updates an index before it runs the event's
+  handlers, so a drift-triggered reconcile sees the drift);
 * a resync loop as a backstop, every ``resync_seconds``. It is a plain task, not a kopf timer:
   kopf puts a finalizer on every object with a timer, and a finalizer makes deletion depend on
   the operator running. With no timer and no deletion handler there is no finalizer at all, and
@@ -30,7 +33,7 @@ import kopf
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.kube import KubeClient
+from modelfleet_operator.kube import KubeClient, Manifest
 from modelfleet_operator.metrics import CountingApplier, OperatorMetrics, serve
 from modelfleet_operator.reconcile import ISVC, Outcome, Runtime, build_runtime, reconcile
 
@@ -55,6 +58,10 @@ class LiveOptions:
     """Seconds before kopf retries a handler that failed with an unexpected error."""
     request_timeout: float = 10.0
     """Seconds for one API request of ours before it counts as a temporary error."""
+    coalesce_seconds: float = 0.2
+    """Child events for one resource within this window share one reconcile (its children
+    arrive on separate watches: without it, the first event's reconcile finds the others not
+    yet indexed and re-applies them, a wasted write each)."""
     endpoint: str | None = None
     """``http://host:port/healthz``: serve health there and ``/metrics`` on the same port."""
 
@@ -97,6 +104,25 @@ def report(body: Mapping[str, Any], outcome: Outcome) -> None:
         kopf.info(target, reason="Deleted", message="Deleted " + ", ".join(outcome.deleted))
 
 
+def owner_uid(child: Mapping[str, Any]) -> str | None:
+    """Uid of the InferenceService controlling ``child``, if any."""
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == ISVC.kind and ref.get("controller") and ref.get("uid"):
+            return str(ref["uid"])
+    return None
+
+
+def index_child(body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], Manifest] | None:
+    """kopf index function: each managed child under (namespace, its controller's uid)."""
+    uid = owner_uid(body)
+    return {(body.metadata.namespace, uid): dict(body)} if uid else None
+
+
+def index_id(plural: str) -> str:
+    """The kopf handler id (and startup keyword) of the index of one child kind."""
+    return f"modelfleet_children_{plural}"
+
+
 def owner_of(child: Mapping[str, Any]) -> str | None:
     """Name of the InferenceService controlling ``child`` (owner reference, else label)."""
     for ref in child.get("metadata", {}).get("ownerReferences") or []:
@@ -121,6 +147,7 @@ async def trigger(rt: Runtime, namespace: str, name: str, options: LiveOptions) 
     """Reconcile one resource outside kopf's handlers (drift, resync); bursts coalesce."""
     if not rt.claim(namespace, name):
         return  # one is already waiting: it will see this change too
+    await asyncio.sleep(options.coalesce_seconds)  # debounce: let sibling events join this one
     async with rt.exclusive(namespace, name):
         rt.release(namespace, name)
         body = await rt.applier.get(ISVC, namespace, name)
@@ -177,11 +204,12 @@ def _register_activities(
     registry: kopf.OperatorRegistry, config: OperatorConfig, options: LiveOptions
 ) -> None:
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         configure(settings, options)
         metrics = memo.setdefault(METRICS_KEY, OperatorMetrics())
         client = KubeClient(login(settings), timeout=options.request_timeout)
         rt = build_runtime(config, CountingApplier(client, metrics), metrics)
+        rt.children = {kind: kwargs[index_id(plural)] for _, kind, plural in _child_kinds()}
         memo[MEMO_KEY] = rt
         memo["modelfleet_client"] = client
         memo["modelfleet_resync"] = asyncio.create_task(resync_loop(rt, options))
@@ -225,9 +253,11 @@ def _register_children(registry: kopf.OperatorRegistry, options: LiveOptions) ->
 
     for api_version, _kind, plural in _child_kinds():
         group, _, version = api_version.rpartition("/")
-        kopf.on.event(
-            group, version, plural, registry=registry, labels=dict(labels.managed_selector())
-        )(child_changed)
+        selector = dict(labels.managed_selector())
+        kopf.index(group, version, plural, registry=registry, labels=selector, id=index_id(plural))(
+            index_child
+        )
+        kopf.on.event(group, version, plural, registry=registry, labels=selector)(child_changed)
 
 
 def _child_kinds() -> list[tuple[str, str, str]]:
