@@ -1,4 +1,5 @@
-"""Shared helpers for the operator's unit tests: the examples, and a Pod Security checker."""
+"""Shared helpers for the operator's unit tests: the examples, and the Pod Security checker
+with the operator's hardening (tests/helpers/pod_security.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.helpers import pod_security
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "crds" / "examples"
@@ -56,20 +59,6 @@ def predictor(**fields: Any) -> dict[str, Any]:
     return {"predictor": {"model": model, **fields}}
 
 
-# --- Pod Security Standards "restricted" (kubernetes.io: pod-security-standards) ---
-
-ALLOWED_VOLUMES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-}
-
-
 def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(object name, pod spec) of every pod template among ``objects``."""
     for obj in objects:
@@ -79,48 +68,5 @@ def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str
 
 
 def restricted_violations(pod: Mapping[str, Any]) -> list[str]:
-    """Every way ``pod`` breaks PSS restricted (plus read-only root and resources)."""
-    out: list[str] = []
-    psc = pod.get("securityContext") or {}
-    for key in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod.get(key):
-            out.append(f"{key} set")
-    for vol in pod.get("volumes") or []:
-        kinds = set(vol) - {"name"}
-        if not kinds <= ALLOWED_VOLUMES:
-            out.append(f"volume {vol['name']}: type {sorted(kinds)} not allowed")
-    if (psc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
-        out.append("pod seccompProfile not RuntimeDefault/Localhost")
-    if psc.get("runAsUser") == 0:
-        out.append("pod runAsUser 0")
-    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
-    for ctr in containers:
-        out += [f"{ctr['name']}: {v}" for v in _container_violations(ctr, psc)]
-    return out
-
-
-def _container_violations(ctr: Mapping[str, Any], psc: Mapping[str, Any]) -> list[str]:
-    out: list[str] = []
-    sc = ctr.get("securityContext") or {}
-    if sc.get("privileged"):
-        out.append("privileged")
-    if sc.get("allowPrivilegeEscalation") is not False:
-        out.append("allowPrivilegeEscalation not false")
-    if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
-        out.append("runAsNonRoot not true")
-    if sc.get("runAsUser", psc.get("runAsUser")) in (0, None):
-        out.append("runAsUser unset or 0")
-    caps = sc.get("capabilities") or {}
-    if "ALL" not in (caps.get("drop") or []):
-        out.append("capabilities do not drop ALL")
-    if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
-        out.append("capabilities added")
-    if any(p.get("hostPort") for p in ctr.get("ports") or []):
-        out.append("hostPort")
-    if sc.get("readOnlyRootFilesystem") is not True:
-        out.append("root filesystem writable")
-    res = ctr.get("resources") or {}
-    for side in ("requests", "limits"):
-        if not {"cpu", "memory"} <= set(res.get(side) or {}):
-            out.append(f"resources.{side} lacks cpu or memory")
-    return out
+    """Every way ``pod`` breaks PSS restricted, plus a read-only root and resources (O12)."""
+    return pod_security.restricted_violations(pod, read_only_root=True, resources=True)

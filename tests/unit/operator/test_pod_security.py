@@ -41,7 +41,7 @@ def test_checker_catches_violations() -> None:
         "seccomp",
         "runAsUser 0",
         "allowPrivilegeEscalation",
-        "drop ALL",
+        "drop lacks ALL",
         "capabilities added",
         "hostPort",
         "root filesystem",
