@@ -4,7 +4,9 @@ Called by ``cli.operator_command``. Builds the configuration (``OperatorConfig``
 environment) and a fresh kopf registry here, at start-up, never at import time. With
 ``--peering`` several replicas can run: kopf's peering keeps one active, and each replica needs
 a distinct ``--priority`` (equal priorities freeze every replica, O11); without ``--priority``
-one is derived from the host (pod) name. Logging is configured from the settings
+one is derived from the host (pod) name. ``--peering-lifetime`` is how long a silent replica
+counts as alive (kopf's ``settings.peering.lifetime``, default 60 s): a follower takes over
+about that long after the active replica dies. Logging is configured from the settings
 (``log_level``, ``log_format``) through the runtime's ``logs.configure``; ``--liveness`` starts
 the operator's one HTTP port (health and ``/metrics``, see ``metrics.py``).
 """
@@ -34,6 +36,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--peering", help="kopf peering name: run more than one replica safely")
     parser.add_argument("--priority", type=int, help="peering priority; unique per replica")
     parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds a silent peer counts as alive (takeover delay); kopf's default is 60",
+    )
+    parser.add_argument(
         "--liveness",
         help="health endpoint, e.g. http://0.0.0.0:8080/healthz; /metrics is served on its port",
     )
@@ -54,7 +62,10 @@ async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
     register(registry, config, options)
     memo = kopf.Memo()
     memo[METRICS_KEY] = OperatorMetrics()
+    settings = kopf.OperatorSettings()
+    settings.peering.lifetime = args.peering_lifetime
     await kopf.operator(
+        settings=settings,
         registry=registry,
         clusterwide=not namespaces,
         namespaces=namespaces,
