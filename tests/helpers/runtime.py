@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
+from tests.helpers import onnx_models
 
 
 @dataclass
@@ -42,6 +43,21 @@ def loaded_app(
     metrics = Metrics()
     dataplane = DataPlane(config, registry, metrics)
     return create_app(dataplane, metrics), dataplane, metrics
+
+
+@asynccontextmanager
+async def open_in_process(
+    tmp_path: Path, name: str, versions: dict[int, bytes], **settings: Any
+) -> AsyncIterator[InProcess]:
+    """The real app serving ``versions`` (version -> model bytes, written under ``tmp_path``),
+    reached over httpx's ASGI transport; the data plane is closed on the way out."""
+    root = onnx_models.write_repository(tmp_path / name, versions)
+    paths = {v: root / str(v) / "model.onnx" for v in versions}
+    app, dataplane, metrics = loaded_app(name, paths, **settings)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield InProcess(client, dataplane, metrics)
+    await dataplane.aclose()
 
 
 def free_port() -> int:

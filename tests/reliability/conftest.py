@@ -3,17 +3,15 @@ and a clean AWS environment for the tests that run real servers against moto."""
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.helpers import onnx_models
-from tests.helpers.runtime import InProcess, loaded_app
+from tests.helpers.runtime import InProcess, open_in_process
 
 # The operator harness (kmock emulator + kopf in a thread) for test_operator_secrets (O14),
 # used as is from the operator integration tests.
@@ -30,20 +28,7 @@ OpenApp = Callable[..., AbstractAsyncContextManager[InProcess]]
 @pytest.fixture
 def open_app(tmp_path: Path) -> OpenApp:
     """``async with open_app(name, {version: model_bytes}, **settings) as served``."""
-
-    @asynccontextmanager
-    async def opener(
-        name: str, versions: dict[int, bytes], **settings: Any
-    ) -> AsyncIterator[InProcess]:
-        root = onnx_models.write_repository(tmp_path / name, versions)
-        paths = {v: root / str(v) / "model.onnx" for v in versions}
-        app, dataplane, metrics = loaded_app(name, paths, **settings)
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield InProcess(client, dataplane, metrics)
-        await dataplane.aclose()
-
-    return opener
+    return functools.partial(open_in_process, tmp_path)
 
 
 @pytest.fixture(autouse=True)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.helpers import onnx_models
-from tests.helpers.runtime import InProcess, loaded_app
+from tests.helpers.runtime import InProcess, open_in_process
 
 OpenClient = Callable[..., AbstractAsyncContextManager[InProcess]]
 
@@ -19,20 +18,7 @@ OpenClient = Callable[..., AbstractAsyncContextManager[InProcess]]
 @pytest.fixture
 def open_client(tmp_path: Path) -> OpenClient:
     """``async with open_client(name, {version: model_bytes}, **settings) as served``."""
-
-    @asynccontextmanager
-    async def opener(
-        name: str, versions: dict[int, bytes], **settings: Any
-    ) -> AsyncIterator[InProcess]:
-        root = onnx_models.write_repository(tmp_path / name, versions)
-        paths = {v: root / str(v) / "model.onnx" for v in versions}
-        app, dataplane, metrics = loaded_app(name, paths, **settings)
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield InProcess(client, dataplane, metrics)
-        await dataplane.aclose()
-
-    return opener
+    return functools.partial(open_in_process, tmp_path)
 
 
 @pytest.fixture
