@@ -62,6 +62,8 @@ def render(run: dict[str, Any]) -> str:
     for goal in run["targets"]:
         ours = agg.get((goal["scenario"], goal["ours"], goal["connections"]))
         ref = _best_peer(agg, goal["scenario"], goal["connections"], goal["versus"])
+        if ours is None and goal["ours"].endswith("*"):
+            continue  # a what-if row left out of this run
         if ours is None or ref is None:
             lines.append(f"| {goal['title']} | n/a | n/a | | | | not measured |")
             continue
@@ -108,11 +110,13 @@ def render(run: dict[str, Any]) -> str:
     lines += ["", "### One connection, batch 1: our added latency", ""]
     for note in run["latency_notes"]:
         lines.append(f"- {note}")
-    lines += ["", "### Notes", ""] + [f"- {n}" for n in run["notes"]]
+    starred = any(t["target"].endswith("*") for t in run["trials"])
+    notes = [n for n in run["notes"] if starred or not n.startswith("Rows marked *")]
+    lines += ["", "### Notes", ""] + [f"- {n}" for n in notes]
     lines += [
         "",
-        "Where our time goes, and the proposed patches behind the rows marked *: "
-        "[PROFILE.md](PROFILE.md).",
+        "Where our time went, and the patches proposed from it (and rows marked *, when "
+        "run): [PROFILE.md](PROFILE.md).",
         "",
         f"![throughput and p99 against concurrency]({run['plot']})",
         "",
