@@ -112,6 +112,12 @@ def render(run: dict[str, Any]) -> str:
         lines.append(f"- {note}")
     starred = any(t["target"].endswith("*") for t in run["trials"])
     notes = [n for n in run["notes"] if starred or not n.startswith("Rows marked *")]
+    if not starred and any(t["target"] == "raw-ASGI floor" for t in run["trials"]):
+        notes.append(
+            "'raw-ASGI floor' is bench/servers/asgi_floor.py, the least a Python server on "
+            "uvicorn can do per request (no validation, metrics or errors): a reference, not "
+            "a peer. 'ours+batch0': our runtime with --max-batch-size 32 --max-queue-delay-us 0."
+        )
     lines += ["", "### Notes", ""] + [f"- {n}" for n in notes]
     lines += [
         "",
