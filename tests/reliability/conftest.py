@@ -4,13 +4,13 @@ and a clean AWS environment for the tests that run real servers against moto."""
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.environment import isolate_aws
 from tests.helpers.runtime import InProcess, open_in_process
 
 # The operator harness (kmock emulator + kopf in a thread) for test_operator_secrets (O14),
@@ -34,10 +34,4 @@ def open_app(tmp_path: Path) -> OpenApp:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No AWS or MODELFLEET settings from the machine leak into a test (or its servers)."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "MODELFLEET_")) or name == "GOOGLE_APPLICATION_CREDENTIALS":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    isolate_aws(monkeypatch, tmp_path)

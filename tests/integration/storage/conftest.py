@@ -17,6 +17,8 @@ import pytest
 from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
 
+from tests.helpers.environment import isolate_aws
+
 from .helpers import s3_client
 
 SEAWEED_S3_PORT = 8333
@@ -26,13 +28,7 @@ SEAWEED_START_DEADLINE = 60.0
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Test credentials only; no AWS config from the machine can leak in."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "MODELFLEET_")) or name == "GOOGLE_APPLICATION_CREDENTIALS":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    isolate_aws(monkeypatch, tmp_path)
 
 
 def _port_open(port: int) -> bool:
