@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 from moto.server import ThreadedMotoServer
 
+from tests.helpers.aws import s3_client
 from tests.helpers.runtime import Served, serve_process
 
 BUCKET = "models"
@@ -36,13 +36,7 @@ def moto_s3() -> Iterator[Moto]:
     endpoint = f"http://{host}:{port}"
     reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(reset, timeout=10).close()
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key",
-        aws_secret_access_key="testing-secret",
-    )
+    client = s3_client(endpoint)
     client.create_bucket(Bucket=BUCKET)
     try:
         yield Moto(endpoint, port, client)

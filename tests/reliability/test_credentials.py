@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from moto import settings as moto_settings
 
 from tests.helpers import onnx_models
+from tests.helpers.aws import iam_key_id
 from tests.helpers.runtime import serve_process, wait_until
 
 from .storage import BUCKET, ROW, Moto, moto_s3, s3_args, status
@@ -26,20 +26,6 @@ def moto() -> Iterator[Moto]:
         yield server
 
 
-def iam_key(endpoint: str) -> str:
-    """A real key id in moto's IAM (so the wrong *secret* is what fails)."""
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="setup",
-        aws_secret_access_key="setup",
-    )
-    iam.create_user(UserName="reader")
-    key_id: str = iam.create_access_key(UserName="reader")["AccessKey"]["AccessKeyId"]
-    return key_id
-
-
 @pytest.mark.parametrize(
     ("wrong", "code"), [("secret", "SignatureDoesNotMatch"), ("key id", "InvalidAccessKeyId")]
 )
@@ -48,7 +34,7 @@ def test_wrong_credentials_are_reported_and_never_leak(
 ) -> None:
     body = onnx_models.add_constant(1.0)
     moto.client.put_object(Bucket=BUCKET, Key="m/1/model.onnx", Body=body)
-    key_id = iam_key(moto.endpoint)
+    key_id = iam_key_id(moto.endpoint)
     canary = f"CANARY{uuid.uuid4().hex}"
     monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # enforce auth
     env = {

@@ -17,9 +17,8 @@ import pytest
 from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
 
+from tests.helpers.aws import s3_client
 from tests.helpers.environment import isolate_aws
-
-from .helpers import s3_client
 
 SEAWEED_S3_PORT = 8333
 SEAWEED_START_DEADLINE = 60.0

@@ -14,26 +14,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from modelfleet_runtime.config import Settings
-
-CREDENTIALS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "testing-secret"}
-
-
-def s3_client(endpoint: str, **credentials: str) -> Any:
-    """A boto3 client for the test server (setup only, not the code under test)."""
-    keys = credentials or CREDENTIALS
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=keys["aws_access_key_id"],
-        aws_secret_access_key=keys["aws_secret_access_key"],
-    )
 
 
 def upload_folder(client: Any, bucket: str, folder: Path, prefix: str) -> None:

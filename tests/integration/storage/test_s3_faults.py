@@ -10,7 +10,6 @@ import time
 import traceback
 from pathlib import Path
 
-import boto3
 import moto.settings
 import pytest
 
@@ -23,6 +22,7 @@ from modelfleet_runtime.storage import (
     UnsafePathError,
     open_source,
 )
+from tests.helpers.aws import iam_key_id
 from tests.helpers.onnx_models import add_constant
 
 from .conftest import MotoS3
@@ -122,19 +122,6 @@ async def test_invalid_version_names(
             await source.fetch(RemoteVersion(number, versions[7].files))
 
 
-def _iam_user_key(endpoint: str) -> tuple[str, str]:
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="setup",
-        aws_secret_access_key="setup",
-    )
-    iam.create_user(UserName="reader")
-    key = iam.create_access_key(UserName="reader")["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]
-
-
 @pytest.mark.parametrize("wrong", ["secret", "key id"])
 async def test_wrong_credentials_never_leak(
     moto_server: MotoS3,
@@ -144,7 +131,7 @@ async def test_wrong_credentials_never_leak(
     wrong: str,
 ) -> None:
     moto_server.client.put_object(Bucket="models", Key="repo/1/model.onnx", Body=add_constant(1))
-    key_id, _secret = _iam_user_key(moto_server.endpoint)
+    key_id = iam_key_id(moto_server.endpoint)
     canary = "CANARY-d41d8cd98f00b204e9800998ecf8427e"
     monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # enforce auth
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id if wrong == "secret" else "AKIANOSUCHKEY0000000")

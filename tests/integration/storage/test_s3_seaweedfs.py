@@ -13,9 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from modelfleet_runtime.storage import IntegrityError, open_source
+from tests.helpers.aws import s3_client
 from tests.helpers.onnx_models import add_constant, write_repository
 
-from .helpers import RecordingProxy, external_data_model, s3_client, settings, upload_folder
+from .helpers import RecordingProxy, external_data_model, settings, upload_folder
 
 
 @pytest.fixture

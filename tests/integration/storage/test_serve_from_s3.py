@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import onnx_models
+from tests.helpers.aws import s3_client
 from tests.helpers.runtime import serve_process, wait_until
-
-from .helpers import s3_client
 
 BODY = {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}
 
