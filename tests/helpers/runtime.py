@@ -88,6 +88,18 @@ def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited after ``timeout`` s; reaps it.
+    ``communicate``, not ``wait``: it drains a piped stdout, which could otherwise fill up and
+    block the exit. A process that has already exited is only reaped."""
+    process.terminate()
+    try:
+        process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
 def _status(url: str) -> int:
     try:
         return httpx.get(url, timeout=1).status_code
@@ -117,10 +129,4 @@ def serve_process(
             wait_until(lambda: _status(ready) == 200, 30, "ready")
         yield served
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers.runtime import stop_process
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,12 +160,7 @@ def runtime_server(
         _wait_ready(base, server)
         yield base, server.pid
     finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+        stop_process(server)
 
 
 def test_runtime_serves_and_infers_iris(runtime_server: tuple[str, int]) -> None:

@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from tests.helpers import onnx_models
-from tests.helpers.runtime import free_port, wait_until
+from tests.helpers.runtime import free_port, stop_process, wait_until
 
 ROW = {"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}
 BODY = {"inputs": [ROW]}
@@ -178,12 +178,7 @@ def soak_server(workdir: Path, cpu: int = 0) -> Iterator[SoakServer]:
         assert process.poll() is None, log.read_text()
         yield SoakServer(process, url, f"{url}/v2/models/tiny/infer", log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _ready(url: str) -> bool:
