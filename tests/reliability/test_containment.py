@@ -175,8 +175,9 @@ def test_uri_outside_the_allow_list_is_refused_with_no_connection(
 ) -> None:
     args = [listener.endpoint if a == "LISTENER" else a for a in args]
     result = run_serve(tmp_path, listener, *args)
-    assert result.returncode != 0
-    assert "NotAllowedError" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("modelfleet serve: NotAllowed: "), result.stderr[-2000:]
+    assert "allowed" in result.stderr.removeprefix("modelfleet serve: NotAllowed: ")
     assert listener.count("connect") == 0
 
 
