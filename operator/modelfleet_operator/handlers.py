@@ -17,7 +17,8 @@ Three triggers share one reconcile (``reconcile.py``), serialised per resource:
 * a resync loop as a backstop, every ``resync_seconds``. It is a plain task, not a kopf timer:
   kopf puts a finalizer on every object with a timer, and a finalizer makes deletion depend on
   the operator running. With no timer and no deletion handler there is no finalizer at all, and
-  deletion is left to owner-reference garbage collection (O8).
+  deletion is left to owner-reference garbage collection (O8). Being ours, it does not pause
+  with kopf: under peering it asks ``peering.active`` before each round (O11).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.kube import KubeClient, Manifest
 from modelfleet_operator.metrics import CountingApplier, OperatorMetrics, serve
+from modelfleet_operator.peering import Peering, active
 from modelfleet_operator.reconcile import ISVC, Outcome, Runtime, build_runtime, reconcile
 
 MEMO_KEY = "modelfleet"
@@ -64,6 +66,8 @@ class LiveOptions:
     yet indexed and re-applies them, a wasted write each)."""
     endpoint: str | None = None
     """``http://host:port/healthz``: serve health there and ``/metrics`` on the same port."""
+    peering: Peering | None = None
+    """kopf peering of this replica; ``None`` for a standalone operator."""
 
 
 def configure(settings: kopf.OperatorSettings, options: LiveOptions) -> None:
@@ -166,6 +170,12 @@ async def resync_loop(rt: Runtime, options: LiveOptions) -> None:
     """Reconcile every InferenceService every ``resync_seconds``, whatever happened."""
     while True:
         await asyncio.sleep(options.resync_seconds)
+        try:
+            if not await active(rt.applier, options.peering, options.namespaces):
+                continue  # a paused follower stays silent; the leader resyncs
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            log.warning("Resync could not read the peering object: %s", exc)
+            continue
         for namespace in options.namespaces or (None,):
             try:
                 items = await rt.applier.list(ISVC, namespace, {})

@@ -24,6 +24,7 @@ import kopf
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.handlers import METRICS_KEY, LiveOptions, register
 from modelfleet_operator.metrics import OperatorMetrics
+from modelfleet_operator.peering import Peering
 from modelfleet_runtime import logs
 
 
@@ -58,7 +59,13 @@ async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM are kopf's to handle)."""
     registry = kopf.OperatorRegistry()
     namespaces = tuple(args.namespace)
-    options = LiveOptions(resync_seconds=args.resync, namespaces=namespaces, endpoint=args.liveness)
+    priority = args.priority if args.priority is not None else default_priority()
+    options = LiveOptions(
+        resync_seconds=args.resync,
+        namespaces=namespaces,
+        endpoint=args.liveness,
+        peering=Peering(args.peering, priority) if args.peering is not None else None,
+    )
     register(registry, config, options)
     memo = kopf.Memo()
     memo[METRICS_KEY] = OperatorMetrics()
@@ -71,7 +78,7 @@ async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
-        priority=args.priority if args.priority is not None else default_priority(),
+        priority=priority,
         memo=memo,  # no kopf liveness server: ours serves health and metrics on one port
     )
 

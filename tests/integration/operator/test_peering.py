@@ -186,12 +186,6 @@ async def test_one_active_writer_and_takeover_after_sigkill(
     sys.stderr.write(f"O11 takeover after SIGKILL: {takeover:.1f} s (lifetime {LIFETIME} s)\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="handlers.resync_loop is a plain asyncio task started at kopf start-up: kopf's "
-    "peering pause does not stop it, so a paused follower re-applies every child each resync",
-)
 async def test_paused_follower_resync_stays_silent(cluster: Cluster, launch: Launcher) -> None:
     leader, follower = await start_pair(cluster, launch, resync=RESYNC)
     await cluster.create(isvc("first"))
