@@ -47,7 +47,7 @@ class Metrics:
         )
         self.batch_queue = Histogram(
             "modelfleet_batch_queue_seconds",
-            "Time a request waited in the batch queue.",
+            "Time the oldest request of each batch waited in the queue.",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=r,
