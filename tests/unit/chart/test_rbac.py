@@ -5,8 +5,7 @@ a Role per watched namespace otherwise; every binding points at what the chart r
 
 from __future__ import annotations
 
-import pytest
-
+from modelfleet_operator import render as operator_render
 from tests.unit.chart.helpers import NAMESPACE, Manifest, Rendered, render
 
 WRITE_CHILD = frozenset({"create", "get", "list", "watch", "patch", "delete"})
@@ -103,10 +102,9 @@ def test_bindings_point_at_rendered_roles_and_the_service_account(rendered: Rend
 
 def test_every_child_kind_the_operator_renders_is_granted() -> None:
     """Drift guard: a new child kind in the operator's render() needs a rule here too."""
-    render_module = pytest.importorskip("modelfleet_operator.render")
     (role,) = render().of_kind("ClusterRole")
     granted = grants(role)
-    for kind in render_module.managed_kinds():
+    for kind in operator_render.managed_kinds():
         group = kind.api_version.rpartition("/")[0]
         assert granted.get((group, kind.plural)) == WRITE_CHILD, kind
 

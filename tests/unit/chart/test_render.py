@@ -16,6 +16,8 @@ import pytest
 import yaml
 from helm_python import lint
 
+from modelfleet_operator import config as operator_config
+from modelfleet_operator import main as operator_main
 from tests.unit.chart.helpers import (
     CHART_DIR,
     KUBE_VERSION,
@@ -124,11 +126,10 @@ def test_ha_replicas_get_distinct_priorities(replicas: int) -> None:
 
 
 def test_operator_args_parse_with_the_operators_own_parser(rendered: Rendered) -> None:
-    main = pytest.importorskip("modelfleet_operator.main")
     container = _operator_container(rendered)
     args = [_expand(a, {"POD_INDEX": "0"}) for a in container["args"]]
     assert args[0] == "operator"
-    parsed = main.parse_args(args[1:])
+    parsed = operator_main.parse_args(args[1:])
     assert parsed.liveness == "http://0.0.0.0:8080/healthz"
     (workload,) = rendered.of_kind("Deployment", "StatefulSet")
     watched = sorted({o["metadata"]["namespace"] for o in rendered.of_kind("Role")})
@@ -140,11 +141,10 @@ def test_operator_args_parse_with_the_operators_own_parser(rendered: Rendered) -
 def test_operator_env_builds_the_operators_config(
     rendered: Rendered, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config_module = pytest.importorskip("modelfleet_operator.config")
     env = {e["name"]: e["value"] for e in _operator_container(rendered)["env"] if "value" in e}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    config = config_module.OperatorConfig()
+    config = operator_config.OperatorConfig()
     assert config.runtime_image == env["MODELFLEET_OPERATOR_RUNTIME_IMAGE"]
     assert config.default_resources["requests"]
     assert config.cluster_domain == "cluster.local"

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from helm_python import Chart, HelmError
 
+from modelfleet_operator import config as operator_config
 from tests.unit.chart.helpers import CHART_DIR, render
 
 SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text())
@@ -93,6 +94,5 @@ def test_every_values_key_is_commented() -> None:
 
 def test_operator_settings_in_the_schema_exist_in_the_operator() -> None:
     """operator.config keys become MODELFLEET_OPERATOR_<KEY>: each must be a real setting."""
-    config = pytest.importorskip("modelfleet_operator.config")
     keys = set(SCHEMA["properties"]["operator"]["properties"]["config"]["properties"])
-    assert keys <= set(config.OperatorConfig.model_fields)
+    assert keys <= set(operator_config.OperatorConfig.model_fields)
