@@ -213,8 +213,13 @@ async def start_operator(emulator: ClusterEmulator) -> AsyncIterator[OperatorFac
     assert emulator.active  # the emulator (and $KUBECONFIG) must outlive every operator
     started: list[OperatorThread] = []
 
-    async def start(resync_seconds: float = 30.0, endpoint: str | None = None) -> OperatorThread:
-        op = OperatorThread(LiveOptions(resync_seconds=resync_seconds, endpoint=endpoint))
+    async def start(
+        resync_seconds: float = 30.0, endpoint: str | None = None, request_timeout: float = 10.0
+    ) -> OperatorThread:
+        options = LiveOptions(
+            resync_seconds=resync_seconds, endpoint=endpoint, request_timeout=request_timeout
+        )
+        op = OperatorThread(options)
         started.append(op)
         await op.start()
         return op

@@ -1,10 +1,12 @@
-"""Invalid specs, injected API faults, a restart mid-reconcile, deletion (O2, O4-O6, O8)."""
+"""Invalid specs, injected API faults and hung requests, a restart mid-reconcile, deletion (O2,
+O4-O6, O8)."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.integration.operator.conftest import (
@@ -15,6 +17,7 @@ from tests.integration.operator.conftest import (
     isvc,
 )
 from tests.integration.operator.emulator import ISVC_RESOURCE, Fault
+from tests.integration.operator.test_observability import free_port
 
 DEP = "iris-predictor"
 
@@ -87,6 +90,29 @@ async def test_throttling_honours_retry_after(cluster: Cluster) -> None:
         t for t, kind, plural, *_ in cluster.emulator.timeline if plural == "inferenceservices"
     ]
     assert created[0] - first_isvc[0] >= 2.0
+
+
+async def test_a_hung_request_times_out_and_spares_others(
+    cluster: Cluster, start_operator: Any
+) -> None:
+    """O5's delayed responses: a Deployment apply held far beyond ``request_timeout`` counts as
+    a temporary error; the resource converges on the retry and another one meanwhile, both
+    while the held request is still unanswered, and the health endpoint answers 200 all along."""
+    port = free_port()
+    await start_operator(endpoint=f"http://127.0.0.1:{port}/healthz", request_timeout=1.0)
+    hold = Fault("PATCH", "deployments", count=1, delay=60)
+    cluster.emulator.faults.append(hold)
+    await cluster.create(isvc("iris"))
+    await cluster.eventually(lambda: hold.hits, what="the Deployment apply held")
+    await cluster.create(isvc("other"))
+    await cluster.eventually(lambda: _children(cluster, "other"), timeout=15, what="other")
+    # 8 s: a 1 s timeout and a 2 s backoff with room for a slow machine; without the timeout
+    # the retry could not start before the default 10 s.
+    await cluster.eventually(lambda: _children(cluster, "iris"), timeout=8, what="iris retried")
+    assert hold.hits == 1  # one request held; the retry went through
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        async with http.get("/healthz") as health:
+            assert health.status == 200
 
 
 async def test_restart_mid_reconcile_converges_without_duplicates(

@@ -17,7 +17,7 @@ from modelfleet_operator.config import OperatorConfig
 from tests.integration.operator.conftest import Cluster, OperatorFactory, isvc
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -35,7 +35,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_health_and_metrics_share_the_port(
     cluster: Cluster, start_operator: OperatorFactory
 ) -> None:
-    port = _free_port()
+    port = free_port()
     await start_operator(endpoint=f"http://127.0.0.1:{port}/healthz")
     await cluster.create(isvc("observed"))
     await cluster.handled("observed")
