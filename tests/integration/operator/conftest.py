@@ -9,7 +9,9 @@ operator and API server. Tests wait on conditions with deadlines (``eventually``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -187,15 +189,27 @@ class OperatorThread:
         assert not self.thread.is_alive(), "the operator did not stop"
 
 
-@pytest_asyncio.fixture()
-async def emulator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ClusterEmulator]:
+@contextlib.asynccontextmanager
+async def emulated(workdir: Path) -> AsyncIterator[ClusterEmulator]:
+    """An emulator on loopback, with $KUBECONFIG pointing at it until the block ends."""
     async with ClusterEmulator() as handler, kmock.Server(handler) as server:
         declare_resources(handler)
-        config = tmp_path / "kubeconfig"
+        config = workdir / "kubeconfig"
         config.write_text(kubeconfig(str(server.url).rstrip("/")))
-        monkeypatch.setenv("KUBECONFIG", str(config))
+        before = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(config)
+        try:
+            yield handler
+        finally:
+            if before is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = before
+
+
+@pytest_asyncio.fixture()
+async def emulator(tmp_path: Path) -> AsyncIterator[ClusterEmulator]:
+    async with emulated(tmp_path) as handler:
         yield handler
 
 

@@ -44,6 +44,7 @@ def verb(request: kmock.Request) -> str:
         return "patch" if str(request.method.value).upper() == "PATCH" else "update"
     if request.action == kmock.action.DELETE:
         return "delete" if request.name else "deletecollection"
+    assert request.action is not None, request.url
     return VERBS[request.action]
 
 
@@ -58,7 +59,7 @@ def seen_by_operator(requests: Iterable[kmock.Request]) -> Seen:
         resource = request.resource.plural
         if request.subresource:
             resource += f"/{request.subresource}"
-        seen.add((request.resource.group, resource, verb(request)))
+        seen.add((request.resource.group or "", resource, verb(request)))
     return seen
 
 
