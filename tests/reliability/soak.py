@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,19 @@ import psutil
 from tests.helpers import onnx_models
 from tests.helpers.runtime import free_port, stop_process, wait_until
 
-ROW = {"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}
-BODY = {"inputs": [ROW]}
+SIZES = 97
+"""Distinct request bodies cycled through when batch sizes vary (a prime: no short period)."""
+
+
+def bodies(max_batch: int) -> list[dict[str, Any]]:
+    """Request bodies for the [batch, 4] model: one row each, or 1..``max_batch`` rows in a
+    fixed pseudo-random order (S14's variant: a varying batch size is what grows ORT's arena)."""
+    rng = random.Random(14)
+    sizes = [1] if max_batch == 1 else [rng.randint(1, max_batch) for _ in range(SIZES)]
+    return [
+        {"inputs": [{"name": "input0", "shape": [n, 4], "datatype": "FP32", "data": [1.0] * 4 * n}]}
+        for n in sizes
+    ]
 
 
 @dataclass
@@ -36,6 +48,7 @@ class Figures:
     seconds: float
     rate: float
     connections: int
+    max_batch: int = 1
     requests: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -55,7 +68,7 @@ class Figures:
     def summary(self) -> str:
         return (
             f"{self.requests} requests in {self.seconds:.0f} s ({self.rate:g} rps target, "
-            f"{self.connections} connections): {self.errors} errors; "
+            f"{self.connections} connections, batch 1-{self.max_batch}): {self.errors} errors; "
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms; "
             f"RSS start {self.rss_start_mb:.1f} MB, mid {self.rss_mid_mb:.1f} MB, "
             f"end {self.rss_end_mb:.1f} MB, second-half growth "
@@ -76,9 +89,12 @@ def pin_to(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-async def _drive(url: str, figures: Figures, latencies: list[float], body: dict[str, Any]) -> None:
+async def _drive(
+    url: str, figures: Figures, latencies: list[float], payloads: list[dict[str, Any]]
+) -> None:
     """``figures.rate`` requests/s over ``figures.connections`` connections, on a fixed
-    schedule (request i is due at start + i/rate), for ``figures.seconds``."""
+    schedule (request i is due at start + i/rate, with ``payloads[i % len]``), for
+    ``figures.seconds``."""
     total = int(figures.seconds * figures.rate)
     limits = httpx.Limits(max_connections=figures.connections)
     start = time.monotonic()
@@ -91,7 +107,7 @@ async def _drive(url: str, figures: Figures, latencies: list[float], body: dict[
                 await asyncio.sleep(delay)  # pacing to the schedule, not waiting on a state
             sent = time.perf_counter()
             try:
-                answer = await client.post(url, json=body)
+                answer = await client.post(url, json=payloads[i % len(payloads)])
                 ok = answer.status_code == 200
                 problem = f"{answer.status_code} {answer.text[:200]}"
             except httpx.HTTPError as exc:
@@ -124,7 +140,7 @@ async def _soak(url: str, pid: int, figures: Figures, sample_every: float) -> No
     stop = asyncio.Event()
     sampler = asyncio.ensure_future(_sample_rss(pid, sample_every, samples, stop))
     try:
-        await _drive(url, figures, latencies, BODY)
+        await _drive(url, figures, latencies, bodies(figures.max_batch))
     finally:
         stop.set()
         await sampler
@@ -140,10 +156,15 @@ async def _soak(url: str, pid: int, figures: Figures, sample_every: float) -> No
 
 
 def run_soak(
-    url: str, pid: int, seconds: float, rate: float = 100, connections: int = 16
+    url: str,
+    pid: int,
+    seconds: float,
+    rate: float = 100,
+    connections: int = 16,
+    max_batch: int = 1,
 ) -> Figures:
     """Drive ``url`` (an infer endpoint) and sample the RSS of process ``pid``."""
-    figures = Figures(seconds=seconds, rate=rate, connections=connections)
+    figures = Figures(seconds=seconds, rate=rate, connections=connections, max_batch=max_batch)
     sample_every = 5.0 if seconds >= 120 else 1.0
     asyncio.run(_soak(url, pid, figures, sample_every))
     return figures
