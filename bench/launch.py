@@ -82,14 +82,6 @@ def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Se
     return Server(label, "floor", model, port, _spawn(command, log), log)
 
 
-def start_whatif(work: Path, label: str, model: str, path: Path, port: int, *flags: str) -> Server:
-    """Our runtime with the proposed fast path (bench/whatif/serve.py), from the "ours" venv."""
-    script = str(HERE / "whatif/serve.py")
-    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port), *flags]
-    log = work / "logs" / f"{label}-{port}.log"
-    return Server(label, "ours", model, port, _spawn(command, log), log)
-
-
 def start_kserve(work: Path, label: str, model: str, path: Path, port: int) -> Server:
     command = [
         str(work / "venvs/kserve/bin/python"), str(HERE / "servers/kserve_onnx.py"),

@@ -123,11 +123,6 @@ def start_servers(
             if "ours+batch0" not in skip:  # batching with no delay: one thread hop per batch
                 flags = ("--max-batch-size", "32", "--max-queue-delay-us", "0")
                 servers.append(launch.start_ours(WORK, "ours+batch0", m, path, 18015, *flags))
-            if "whatif" not in skip:  # the proposals in bench/whatif/, not yet in the runtime
-                servers.append(launch.start_whatif(WORK, "ours+fastpath*", m, path, 18016))
-                servers.append(
-                    launch.start_whatif(WORK, "ours+fastpath+inline*", m, path, 18017, "--inline")
-                )
             if "floor" not in skip:  # reference: raw ASGI, no framework (not a peer)
                 servers.append(launch.start_floor(WORK, "raw-ASGI floor", m, path, 18018))
             if "kserve" not in skip:
@@ -138,12 +133,6 @@ def start_servers(
             servers.append(
                 launch.start_ours(WORK, "ours+batching", m, path, 18040, *OURS_BATCH_FLAGS)
             )
-            if "whatif" not in skip:
-                servers.append(
-                    launch.start_whatif(
-                        WORK, "ours+batching+fastpath*", m, path, 18045, "--batch", "2000"
-                    )
-                )
             if "mlserver" not in skip:  # adaptive batching: max batch 32, max wait 5 ms
                 servers.append(
                     launch.start_mlserver(WORK, "mlserver+adaptive", m, path, 18050, (32, 0.005))
@@ -302,10 +291,7 @@ def main() -> None:
         "The machine is shared with other engineers' builds and tests (2 cores): absolute "
         "figures drift between runs; only ratios within one interleaved run count. "
         "'rps spread' is half the max-min range across repetitions, relative to the median.",
-        "Rows marked * run the proposed changes in bench/whatif/ (a raw-ASGI route for V2 "
-        "infer in front of FastAPI; '+inline': ONNX Runtime on the event loop, no thread hop) "
-        "on top of the current runtime: what the runtime would do with them, not what it "
-        "does today. 'raw-ASGI floor' is bench/servers/asgi_floor.py, the least a Python "
+        "'raw-ASGI floor' is bench/servers/asgi_floor.py, the least a Python "
         "server on uvicorn can do per request (no validation, metrics or errors): a "
         "reference, not a peer.",
         "KServe's ModelServer has no built-in adaptive batching (KServe batches in a separate "
