@@ -9,7 +9,8 @@ reads only and zero writes (RELIABILITY.md O1). Two checks, both needed:
 * "desired is a subset of live": every field we set has the value we set. It catches drift
   (someone edited the image, deleted a port) while ignoring every field the server or other
   controllers add (defaults, ``status``, ``spec.replicas`` set by an autoscaler, extra list
-  items appended by others).
+  items appended by others). Resource quantities compare by value: the API server stores
+  ``cpu: 1000m`` as ``1`` and ``memory: 1024Mi`` as ``1Gi``, which is no drift.
 
 Pure: no kopf, no client, no clock.
 """
@@ -19,10 +20,25 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 HASH_ANNOTATION = "serving.modelfleet.dev/applied-hash"
+QUANTITY_MAPS = frozenset({"limits", "requests"})
+"""Mappings whose values are all quantities (a container's ``resources``)."""
+QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})
+"""Fields holding one quantity (an emptyDir's ``sizeLimit``, an HPA metric target)."""
+_MULTIPLIERS = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(10) ** e for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18))},
+    "": Decimal(1),
+}
+_QUANTITY = re.compile(
+    r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
+    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?\d+))?"
+)
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -42,21 +58,50 @@ def stamp(manifest: dict[str, Any]) -> dict[str, Any]:
     return stamped
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+def quantity(value: Any) -> Decimal | None:
+    """The value of a Kubernetes quantity (``500m``, ``1Gi``, ``1e3``, ``2``), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    try:
+        number = Decimal(match["number"])
+    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+        return None
+    if match["exponent"] is not None:
+        return number.scaleb(int(match["exponent"]))
+    return number * _MULTIPLIERS[match["suffix"] or ""]
+
+
+def same_quantity(desired: Any, live: Any) -> bool:
+    """Equal, or two spellings of one quantity."""
+    if desired == live:
+        return True
+    value = quantity(desired)
+    return value is not None and value == quantity(live)
+
+
+def is_subset(desired: Any, live: Any, key: str | None = None) -> bool:
     """Whether every field set in ``desired`` has the same value in ``live``.
 
     Mappings: each desired key must be present with a subset value. Lists: live must hold at
     least as many items, and each desired item must be a subset of the live item at the same
-    index (items appended by others are not ours to remove). Scalars: equal.
+    index (items appended by others are not ours to remove). Scalars: equal; quantities (by
+    ``key``, the field they sit under): the same value.
     """
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return False
-        return all(key in live and is_subset(value, live[key]) for key, value in desired.items())
+        if key in QUANTITY_MAPS:
+            return all(k in live and same_quantity(v, live[k]) for k, v in desired.items())
+        return all(k in live and is_subset(v, live[k], k) for k, v in desired.items())
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) < len(desired):
             return False
         return all(is_subset(item, other) for item, other in zip(desired, live, strict=False))
+    if key in QUANTITY_KEYS:
+        return same_quantity(desired, live)
     return bool(desired == live)
 
 

@@ -13,6 +13,9 @@ performs every write itself:
 * ``labelSelector`` is honoured on lists (equality and existence terms);
 * :class:`Fault` injection answers a matching request with an error (and ``Retry-After``), or
   holds it, before any state changes;
+* container resource quantities are stored in canonical form (``1000m`` → ``1``, ``1024Mi`` →
+  ``1Gi``), as the API server stores them, so "zero writes when converged" is tested against
+  what a real server gives back;
 * ``timeline`` records every object that appears or disappears, for ordering checks (O9);
 * requests are routed, and objects fetched and listed, in constant time per object served
   (``fastpath.py``): kmock's own paths are linear in the request history and the store.
@@ -29,6 +32,7 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import aiohttp.web
@@ -36,6 +40,7 @@ import attrs
 import kmock
 from kmock._internal import dicts as kdicts
 
+from modelfleet_operator.converge import quantity
 from tests.integration.operator import fastpath
 
 ISVC_RESOURCE = "serving.modelfleet.dev/v1alpha1/inferenceservices"
@@ -59,6 +64,37 @@ class Fault:
         plural = request.resource.plural if request.resource is not None else None
         method = str(request.method.value if request.method else "").upper()
         return self.hits < self.count and method == self.method and plural == self.plural
+
+
+def canonical_quantity(text: str) -> str:
+    """The API server's spelling of a quantity: binary suffixes stay binary, the largest
+    suffix that keeps the number whole (``1024Mi`` → ``1Gi``, ``0.5`` → ``500m``)."""
+    value = quantity(text)
+    if value is None:
+        return text
+    if value == 0:
+        return "0"
+    if "i" in text:
+        for suffix, power in (("Ei", 6), ("Pi", 5), ("Ti", 4), ("Gi", 3), ("Mi", 2), ("Ki", 1)):
+            whole = value / Decimal(1024) ** power
+            if whole == whole.to_integral_value():
+                return f"{whole.to_integral_value():f}{suffix}"
+    for suffix, exponent in zip("EPTGMk mun", (18, 15, 12, 9, 6, 3, 0, -3, -6, -9), strict=True):
+        whole = value.scaleb(-exponent)
+        if whole == whole.to_integral_value():
+            return f"{whole.to_integral_value():f}{suffix.strip()}"
+    return text
+
+
+def canonical_resources(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with its pod template's container resources in canonical form."""
+    pod = (body.get("spec") or {}).get("template", {}).get("spec") or {}
+    for container in pod.get("containers") or []:
+        for part in ("limits", "requests"):
+            values = (container.get("resources") or {}).get(part) or {}
+            for name, text in values.items():
+                values[name] = canonical_quantity(str(text))
+    return body
 
 
 def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
@@ -139,7 +175,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def _created(
         self, request: kmock.Request, key: Any, data: Mapping[str, Any]
     ) -> aiohttp.web.Response:
-        body = copy.deepcopy(dict(data))
+        body = canonical_resources(copy.deepcopy(dict(data)))
         meta = body.setdefault("metadata", {})
         meta.setdefault("namespace", key[1])
         meta.update(
@@ -174,7 +210,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     ) -> aiohttp.web.Response:
         before = obj.raw
         patch = {"status": data.get("status")} if request.subresource == "status" else dict(data)
-        after = dict(kdicts.merge_patch_dict(before, patch))
+        after = canonical_resources(dict(kdicts.merge_patch_dict(before, patch)))
         meta = after.setdefault("metadata", {})
         for field in ("uid", "creationTimestamp", "generation", "resourceVersion"):
             meta[field] = before["metadata"].get(field)

@@ -46,8 +46,8 @@ def _ready(cluster: Cluster, name: str, generation: int) -> bool:
     return ready.get("status") == "True" and status.get("observedGeneration") == generation
 
 
-async def _converged(cluster: Cluster, name: str = "iris") -> dict[str, Any]:
-    await cluster.create(isvc(name))
+async def _converged(cluster: Cluster, name: str = "iris", **predictor: Any) -> dict[str, Any]:
+    await cluster.create(isvc(name, **predictor))
     await cluster.handled(name)
     dep = f"{name}-predictor"
     await cluster.eventually(lambda: cluster.get(HPAS, dep), what="children")
@@ -75,9 +75,23 @@ async def test_create_makes_owned_children_and_ready_status(cluster: Cluster) ->
     await cluster.eventually(lambda: _ready(cluster, "iris", 1), what="Ready, observedGeneration 1")
 
 
-async def test_converged_resource_makes_zero_writes(cluster: Cluster, start_operator: Any) -> None:
+# Spelled as users do, stored canonically by the API server (and the emulator): 1, 1Gi, 500m.
+SPELLINGS = {"limits": {"cpu": "1000m", "memory": "1024Mi"}, "requests": {"cpu": "0.5"}}
+
+
+@pytest.mark.parametrize("resources", [None, SPELLINGS], ids=["defaults", "spellings"])
+async def test_converged_resource_makes_zero_writes(
+    cluster: Cluster, start_operator: Any, resources: dict[str, Any] | None
+) -> None:
     await start_operator(resync_seconds=0.5)  # several resyncs inside the window
-    await _converged(cluster)
+    predictor: dict[str, Any] = {}
+    if resources:
+        model = {"modelFormat": {"name": "onnx"}, "storageUri": "s3://models/iris"}
+        predictor["model"] = {**model, "resources": resources}
+    await _converged(cluster, "iris", **predictor)
+    if resources:
+        stored = (cluster.get(DEPLOYMENTS, DEP) or {})["spec"]["template"]["spec"]
+        assert stored["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
     await asyncio.sleep(0.5)  # let the last status write's own events settle
     before = len(cluster.emulator.writes())
     versions = {
