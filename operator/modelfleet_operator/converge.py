@@ -32,7 +32,10 @@ QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})
 """Fields holding one quantity (an emptyDir's ``sizeLimit``, an HPA metric target)."""
 _MULTIPLIERS = {
     **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{s: Decimal(10) ** e for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18))},
+    **{
+        s: Decimal(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
     "": Decimal(1),
 }
 _QUANTITY = re.compile(
