@@ -7,18 +7,26 @@ folder of numbered version folders (``1/model.onnx`` plus external-data files be
 A fetch downloads into ``model_dir/<model>/.tmp-*``, checks every path, size and the
 configured sha256, then renames the folder to ``<version>-<fingerprint>`` in one step: a reader
 sees a whole version or none, and a failed or cancelled fetch leaves nothing behind.
+
+A process killed mid-download (an OOM kill; a pod's emptyDir outlives its container's restarts)
+cannot clean up, so each download holds an exclusive ``flock`` on ``.tmp-*.lock`` beside its
+folder, and every fetch first removes the folders whose lock nobody holds: a dead writer's, never
+a live one's, even with several servers sharing one ``model_dir``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -93,11 +101,13 @@ class StoreSource:
             await self._check_digest(version.number, final / MODEL_FILE)
             return final / MODEL_FILE
         self._base.mkdir(parents=True, exist_ok=True)
+        sweep_abandoned(self._base)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version.number}-", dir=self._base))
         try:
-            await self._download_all(version, files, tmp)
-            await self._check_digest(version.number, tmp / MODEL_FILE)
-            return _promote(tmp, final) / MODEL_FILE
+            with _held(_lock_path(tmp)):
+                await self._download_all(version, files, tmp)
+                await self._check_digest(version.number, tmp / MODEL_FILE)
+                return _promote(tmp, final) / MODEL_FILE
         except OSError as exc:
             raise StorageError(
                 f"{self.uri}: writing version {version.number} under {self._base} failed: "
@@ -246,6 +256,54 @@ def _check_sizes(files: list[RemoteFile], tmp: Path, *, where: str, number: int)
                 f"{where}: version {number} file {f.path} is {got} bytes, storage listed "
                 f"{f.size} (it changed during the download?)"
             )
+
+
+def _lock_path(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + ".lock")
+
+
+@contextlib.contextmanager
+def _held(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock`` while a download writes; the kernel drops it when
+    the process dies, however it dies."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _abandoned(lock: Path) -> bool:
+    """Whether nobody holds ``lock`` (checked by taking it, without waiting)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # its writer is between mkdtemp and the lock, or already done
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock if this call took it
+    return True
+
+
+def sweep_abandoned(base: Path) -> list[Path]:
+    """Remove the download folders under ``base`` that a dead process left; returns them."""
+    removed = []
+    for tmp in base.glob(".tmp-*"):
+        if not tmp.is_dir():
+            continue
+        lock = _lock_path(tmp)
+        if _abandoned(lock):
+            shutil.rmtree(tmp, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        log.info("Removed %d abandoned download folder(s) under %s", len(removed), base)
+    return removed
 
 
 def _promote(tmp: Path, final: Path) -> Path:
