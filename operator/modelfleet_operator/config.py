@@ -50,8 +50,11 @@ class OperatorConfig(BaseSettings):
     cluster_domain: str = "cluster.local"
     """Cluster DNS domain used in status.url."""
 
-    gateway_api: bool = False
-    """Render a Gateway API HTTPRoute (exact canary weights) next to the Service."""
+    gateway_api: bool | None = None
+    """Render a Gateway API HTTPRoute (exact canary weights) next to the Service. Unset: the
+    operator asks the API server at start-up whether it serves HTTPRoutes
+    (``gateway.networking.k8s.io/v1``); ``true``/``false`` decide without asking. The offline
+    ``modelfleet render`` cannot ask: unset counts as ``false`` there."""
 
     gateway_name: str = "modelfleet"
     """Gateway the HTTPRoutes attach to."""

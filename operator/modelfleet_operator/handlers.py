@@ -43,6 +43,7 @@ MEMO_KEY = "modelfleet"
 METRICS_KEY = "modelfleet_metrics"
 """Memo key of the :class:`OperatorMetrics` (``main`` may put one there before start-up)."""
 GROUP, VERSION = ISVC.api_version.split("/")
+GATEWAY_API = "gateway.networking.k8s.io/v1"
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +82,19 @@ def configure(settings: kopf.OperatorSettings, options: LiveOptions) -> None:
     # Our own Events say what users should see; kopf's per-handler INFO logs would be a write
     # (an Event) on every reconcile.
     settings.posting.level = logging.WARNING
+
+
+async def detect_gateway_api(config: OperatorConfig, client: KubeClient) -> OperatorConfig:
+    """``config`` with ``gateway_api`` decided: as set, else whether HTTPRoutes are served."""
+    if config.gateway_api is not None:
+        return config
+    served = await client.serves(GATEWAY_API, "httproutes")
+    log.info(
+        "Gateway API %s: HTTPRoutes %s rendered for canary traffic.",
+        "found" if served else "not found",
+        "are" if served else "are not",
+    )
+    return config.model_copy(update={"gateway_api": served})
 
 
 def runtime_of(memo: Any) -> Runtime:
@@ -218,7 +232,8 @@ def _register_activities(
         configure(settings, options)
         metrics = memo.setdefault(METRICS_KEY, OperatorMetrics())
         client = KubeClient(login(settings), timeout=options.request_timeout)
-        rt = build_runtime(config, CountingApplier(client, metrics), metrics)
+        resolved = await detect_gateway_api(config, client)
+        rt = build_runtime(resolved, CountingApplier(client, metrics), metrics)
         rt.children = {kind: kwargs[index_id(plural)] for _, kind, plural in _child_kinds()}
         memo[MEMO_KEY] = rt
         memo["modelfleet_client"] = client

@@ -181,6 +181,12 @@ class KubeClient:
         assert result is not None  # 404 raises here: missing_ok is off
         return result
 
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves ``plural`` in ``api_version`` (discovery: one GET,
+        allowed to every authenticated client)."""
+        found = await self._request("GET", f"/apis/{api_version}", missing_ok=True)
+        return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
+
     async def delete(self, ref: KindRef, namespace: str, name: str) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         await self._request("DELETE", ref.path(namespace, name), missing_ok=True, json=body)

@@ -190,10 +190,10 @@ class OperatorThread:
 
 
 @contextlib.asynccontextmanager
-async def emulated(workdir: Path) -> AsyncIterator[ClusterEmulator]:
+async def emulated(workdir: Path, *, gateway_api: bool = False) -> AsyncIterator[ClusterEmulator]:
     """An emulator on loopback, with $KUBECONFIG pointing at it until the block ends."""
     async with ClusterEmulator() as handler, kmock.Server(handler) as server:
-        declare_resources(handler)
+        declare_resources(handler, gateway_api=gateway_api)
         config = workdir / "kubeconfig"
         config.write_text(kubeconfig(str(server.url).rstrip("/")))
         before = os.environ.get("KUBECONFIG")
@@ -208,8 +208,12 @@ async def emulated(workdir: Path) -> AsyncIterator[ClusterEmulator]:
 
 
 @pytest_asyncio.fixture()
-async def emulator(tmp_path: Path) -> AsyncIterator[ClusterEmulator]:
-    async with emulated(tmp_path) as handler:
+async def emulator(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[ClusterEmulator]:
+    """The emulator; ``@pytest.mark.gateway_api`` makes it serve HTTPRoutes too."""
+    gateway_api = request.node.get_closest_marker("gateway_api") is not None
+    async with emulated(tmp_path, gateway_api=gateway_api) as handler:
         yield handler
 
 

@@ -44,6 +44,7 @@ from modelfleet_operator.converge import quantity
 from tests.integration.operator import fastpath
 
 ISVC_RESOURCE = "serving.modelfleet.dev/v1alpha1/inferenceservices"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -302,11 +303,15 @@ def _status_response(status: int, message: str, headers: Mapping[str, str]) -> a
     return aiohttp.web.json_response(body, status=status, headers=dict(headers))
 
 
-def declare_resources(emulator: ClusterEmulator) -> None:
-    """Built-in kinds, the InferenceService CRD, KEDA's ScaledObject and kopf's peerings."""
+def declare_resources(emulator: ClusterEmulator, *, gateway_api: bool = False) -> None:
+    """Built-in kinds, the InferenceService CRD, KEDA's ScaledObject and kopf's peerings; the
+    Gateway API (bundled with kmock) only when asked, as most clusters lack it."""
     with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
         warnings.simplefilter("ignore", DeprecationWarning)
         emulator.resources.load_bundled()
+    if not gateway_api:
+        for resource in [r for r in emulator.resources if r.group == GATEWAY_GROUP]:
+            emulator.resources.pop(resource)
     emulator.resources[ISVC_RESOURCE] = kmock.ResourceInfo(
         kind="InferenceService",
         singular="inferenceservice",

@@ -63,10 +63,10 @@ def seen_by_operator(requests: Iterable[kmock.Request]) -> Seen:
     return seen
 
 
+@pytest.mark.gateway_api  # detected by the operator: HTTPRoutes are rendered
 async def test_every_request_of_a_full_life_cycle_is_granted(
-    cluster: Cluster, start_operator: OperatorFactory, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, start_operator: OperatorFactory
 ) -> None:
-    monkeypatch.setenv("MODELFLEET_OPERATOR_GATEWAY_API", "true")
     await start_operator(resync_seconds=1.0)
     body = isvc("iris", minReplicas=2, maxReplicas=4, canaryTrafficPercent=25)
     body["spec"]["modelfleet"] = {"canary": {"storageUri": "s3://models/iris-v2"}}
