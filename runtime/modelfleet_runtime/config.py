@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     # --- What to serve ---------------------------------------------------------------------
     model_uri: str = Field(default_factory=bundled_example_uri)
     """Where the model lives: s3://bucket/prefix, gs://bucket/prefix, https://host/model.onnx,
-    file:///path or a plain path. Either one .onnx file or a repository folder of numbered
-    version folders (1/model.onnx, 2/model.onnx). Default: the bundled iris example."""
+    file:///path or a plain path. One .onnx file, one archive (.tar.gz, .tgz, .tar, .zip;
+    unpacked as version 1) or a repository folder of numbered version folders (1/model.onnx,
+    2/model.onnx). Default: the bundled iris example."""
 
     name: str | None = None
     """Model name in URLs (/v2/models/NAME). Default: 'iris' for the bundled example, else the
@@ -59,8 +60,9 @@ class Settings(BaseSettings):
     """The version numbers the 'specific' policy loads, e.g. '[1,3]'."""
 
     sha256: dict[int, str] = Field(default_factory=dict)
-    """Expected sha256 digest of model.onnx per version, e.g. '{"1": "ab12..."}'. A mismatch
-    is a load failure; versions not listed are not checked."""
+    """Expected sha256 digest of model.onnx per version (for an archive: of the model.onnx it
+    unpacks to), e.g. '{"1": "ab12..."}'. A mismatch is a load failure; versions not listed
+    are not checked."""
 
     poll_interval: float = Field(default=30.0, ge=0)
     """Seconds between checks of storage for new versions (0 turns polling off). Only the
@@ -202,5 +204,10 @@ class Settings(BaseSettings):
         """The name the model is served under."""
         if self.name:
             return self.name
+        from .storage.archive import SUFFIXES  # here: storage imports this module
+
         stem = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
-        return stem.removesuffix(".onnx") or "model"
+        for suffix in (".onnx", *SUFFIXES):
+            if stem.lower().endswith(suffix):
+                return stem[: -len(suffix)] or "model"
+        return stem or "model"

@@ -1,8 +1,9 @@
 """The version layout shared by every scheme: list versions, fetch one, verify, promote.
 
 ``open_source`` wraps each ``ObjectStore`` in a ``StoreSource``; the model repository then calls
-its two ``ModelSource`` methods. A URI names one ``.onnx`` file (version 1) or a repository
-folder of numbered version folders (``1/model.onnx`` plus external-data files beside it).
+its two ``ModelSource`` methods. A URI names one ``.onnx`` file (version 1), one archive
+(version 1, unpacked by ``archive.py``) or a repository folder of numbered version folders
+(``1/model.onnx`` plus external-data files beside it).
 
 A fetch downloads into ``model_dir/<model>/.tmp-*``, checks every path, size and the
 configured sha256, then renames the folder to ``<version>-<fingerprint>`` in one step: a reader
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from .archive import is_archive, unpack
 from .base import (
     IntegrityError,
     ObjectInfo,
@@ -48,6 +50,8 @@ from .retry import Retrier
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+ARCHIVE_DIR = ".archive"
+"""Where a version that is one archive is downloaded, inside its temporary folder."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _HASH_CHUNK = 1024 * 1024
 
@@ -82,7 +86,8 @@ class StoreSource:
             info = await self._retrier().call(
                 f"{self.uri}", lambda: asyncio.to_thread(self._store.stat, key)
             )
-            return {1: RemoteVersion(1, (RemoteFile(MODEL_FILE, info.size, info.etag),))}
+            name = f"{ARCHIVE_DIR}/{key.rsplit('/', 1)[-1]}" if is_archive(key) else MODEL_FILE
+            return {1: RemoteVersion(1, (RemoteFile(name, info.size, info.etag),))}
         objects = await self._retrier().call(
             self.uri, lambda: asyncio.to_thread(self._store.list, "")
         )
@@ -106,6 +111,10 @@ class StoreSource:
         try:
             with _held(_lock_path(tmp)):
                 await self._download_all(version, files, tmp)
+                for file in files:
+                    if file.path.startswith(f"{ARCHIVE_DIR}/"):
+                        await asyncio.to_thread(unpack, tmp / file.path, tmp, where=self.uri)
+                        shutil.rmtree(tmp / ARCHIVE_DIR)
                 await self._check_digest(version.number, tmp / MODEL_FILE)
                 return _promote(tmp, final) / MODEL_FILE
         except OSError as exc:
@@ -241,7 +250,7 @@ def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
         raise UnsafePathError(f"{where}: version {version.number!r} is not a positive integer")
     for f in version.files:
         check_relative(f.path, where=where)
-    if not any(f.path == MODEL_FILE for f in version.files):
+    if not any(f.path == MODEL_FILE or f.path.startswith(f"{ARCHIVE_DIR}/") for f in version.files):
         raise StorageError(
             f"{where}: version {version.number} has no {MODEL_FILE}", reason="NotFound"
         )

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import Settings
+from .archive import is_archive
 from .base import (
     AccessDeniedError,
     NotFoundError,
@@ -123,11 +124,11 @@ def _map_os_error(exc: OSError, where: str) -> StorageError:
 
 
 def open_store(parsed: ParsedUri, settings: Settings) -> tuple[LocalStore, str | None]:  # noqa: ARG001
-    """The store for a local path: a file (or a path ending in ``.onnx``) is one model file,
-    anything else a repository folder."""
+    """The store for a local path: a file (or a path ending in ``.onnx`` or an archive
+    suffix) is one model file, anything else a repository folder."""
     path = Path(parsed.path).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
-    if path.is_file() or (path.suffix == ".onnx" and not path.is_dir()):
+    if path.is_file() or ((path.suffix == ".onnx" or is_archive(path.name)) and not path.is_dir()):
         return LocalStore(path.parent), path.name
     return LocalStore(path), None

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from .archive import is_archive
 from .base import InvalidUriError, NotAllowedError
 
 
@@ -126,10 +127,11 @@ def netloc_of(url: str) -> str:
 
 
 def split_single(path: str) -> tuple[str, str | None]:
-    """``(root, key)`` for a bucket path: ``a/b/m.onnx`` names one file (root ``a/b``, key
-    ``m.onnx``); anything else is a repository folder (root ``path``, no key)."""
+    """``(root, key)`` for a bucket path: ``a/b/m.onnx`` (or an archive, ``a/b/m.tar.gz``)
+    names one file (root ``a/b``, key ``m.onnx``); anything else is a repository folder (root
+    ``path``, no key)."""
     path = path.strip("/")
-    if not path.endswith(".onnx"):
+    if not (path.endswith(".onnx") or is_archive(path)):
         return path, None
     root, _, name = path.rpartition("/")
     return root, name

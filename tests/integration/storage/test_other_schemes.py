@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,6 +84,25 @@ async def test_local_missing_folder_is_not_found(tmp_path: Path) -> None:
     source = open_source(settings(tmp_path, str(tmp_path / "nothing")))
     with pytest.raises(NotFoundError):
         await source.list_versions()
+
+
+@pytest.mark.parametrize("scheme", ["file", "http"])
+async def test_archive_with_external_data(tmp_path: Path, scheme: str) -> None:
+    """A .tgz of a folder (model plus weights.bin) from a local path and over HTTP (the https
+    store, on loopback)."""
+    weights = external_data_model(tmp_path / "pack" / "iris", floats=1000)
+    served = tmp_path / "www"
+    served.mkdir()
+    with tarfile.open(served / "iris.tgz", "w:gz") as tar:
+        tar.add(tmp_path / "pack" / "iris", arcname="iris")
+    with static_http_server(served) as base:
+        uri = f"{base}/iris.tgz" if scheme == "http" else f"file://{served}/iris.tgz"
+        source = open_source(settings(tmp_path, uri))
+        versions = await source.list_versions()
+        path = await source.fetch(versions[1])
+    assert list(versions) == [1]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx", "weights.bin"]
+    _run(path, weights)
 
 
 async def test_http_single_file_keeps_the_query_secret(

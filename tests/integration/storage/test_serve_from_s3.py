@@ -3,6 +3,8 @@ and a version uploaded later is swapped in without a restart."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -15,20 +17,66 @@ from tests.helpers.runtime import serve_process, wait_until
 BODY = {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}
 
 
+def serve_args(seaweed: str, uri: str) -> list[str]:
+    """``modelfleet serve`` options for ``uri`` on the test's SeaweedFS, polling fast."""
+    return [
+        "--model-uri", uri, "--s3-endpoint-url", seaweed, "--s3-addressing-style", "path",
+        "--s3-region", "us-east-1", "--poll-interval", "0.3",
+    ]  # fmt: skip
+
+
+def first_answer_is_one(url: str) -> None:
+    first = httpx.post(url, json=BODY).json()
+    assert (first["model_version"], first["outputs"][0]["data"]) == ("1", [1.0] * 4)
+
+
 def test_serves_from_s3_and_picks_up_a_new_version(seaweed: str, tmp_path: Path) -> None:
     client = s3_client(seaweed)
     bucket = f"serve-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="adder/1/model.onnx", Body=onnx_models.add_constant(1))
-    args = [
-        "--model-uri", f"s3://{bucket}/adder", "--s3-endpoint-url", seaweed,
-        "--s3-addressing-style", "path", "--s3-region", "us-east-1", "--poll-interval", "0.3",
-    ]  # fmt: skip
-    with serve_process(tmp_path, *args) as served:
+    with serve_process(tmp_path, *serve_args(seaweed, f"s3://{bucket}/adder")) as served:
         url = f"{served.url}/v2/models/adder/infer"
-        first = httpx.post(url, json=BODY).json()
-        assert (first["model_version"], first["outputs"][0]["data"]) == ("1", [1.0] * 4)
+        first_answer_is_one(url)
         client.put_object(Bucket=bucket, Key="adder/2/model.onnx", Body=onnx_models.add_constant(2))
         wait_until(lambda: httpx.post(url, json=BODY).json()["model_version"] == "2", 20, "v2")
         assert httpx.post(url, json=BODY).json()["outputs"][0]["data"] == [2.0] * 4
         assert httpx.get(f"{served.url}/v2/models/adder").json()["versions"] == ["2"]
+
+
+def archive_of(model: bytes, folder: str = "adder") -> bytes:
+    """A .tar.gz as `tar czf adder.tar.gz adder/` makes it, the model under its own name."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(f"{folder}/{folder}.onnx")
+        info.size = len(model)
+        tar.addfile(info, io.BytesIO(model))
+    return buffer.getvalue()
+
+
+def test_serves_an_archive_from_s3_and_swaps_when_it_is_replaced(
+    seaweed: str, tmp_path: Path
+) -> None:
+    client = s3_client(seaweed)
+    bucket = f"archive-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    client.put_object(
+        Bucket=bucket, Key="adder.tar.gz", Body=archive_of(onnx_models.add_constant(1))
+    )
+    with serve_process(tmp_path, *serve_args(seaweed, f"s3://{bucket}/adder.tar.gz")) as served:
+        url = f"{served.url}/v2/models/adder/infer"
+        first_answer_is_one(url)
+        client.put_object(
+            Bucket=bucket, Key="adder.tar.gz", Body=archive_of(onnx_models.add_constant(2))
+        )
+        wait_until(
+            lambda: httpx.post(url, json=BODY).json()["outputs"][0]["data"] == [2.0] * 4,
+            20,
+            "the replaced archive served",
+        )
+    # Each served version is a promoted folder of model.onnx alone: no archive, no staging.
+    folders = [p for p in (tmp_path / "model-cache").glob("*/*") if p.is_dir()]
+    assert folders, list((tmp_path / "model-cache").rglob("*"))
+    for folder in folders:
+        assert not folder.name.startswith(".tmp-"), folder
+        assert sorted(p.name for p in folder.iterdir()) == ["model.onnx"], folder
