@@ -231,7 +231,7 @@ def _register_activities(
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         configure(settings, options)
         metrics = memo.setdefault(METRICS_KEY, OperatorMetrics())
-        client = KubeClient(login(settings), timeout=options.request_timeout)
+        client = KubeClient(lambda: login(settings), timeout=options.request_timeout)
         resolved = await detect_gateway_api(config, client)
         rt = build_runtime(resolved, CountingApplier(client, metrics), metrics)
         rt.children = {kind: kwargs[index_id(plural)] for _, kind, plural in _child_kinds()}

@@ -6,8 +6,9 @@ apply (``PATCH`` with ``application/apply-patch+yaml``, field manager ``modelfle
 ``force=true``), so create and update are the same call and there is no read-modify-write race.
 
 Errors are mapped once, here: 409, 429, 5xx, timeouts and connection errors become
-``kopf.TemporaryError`` with short delays (429 honours ``Retry-After``); any other 4xx is a
-``kopf.PermanentError``. 404 on reads and deletes is not an error: the object is simply absent.
+``kopf.TemporaryError`` with short delays (429 honours ``Retry-After``); a 401 logs in again
+and retries once, then is temporary too; any other 4xx is a ``kopf.PermanentError``. 404 on
+reads and deletes is not an error: the object is simply absent.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -34,10 +36,13 @@ CONFLICT_DELAY = 1.0
 """Seconds before retrying after a 409: another writer won a race; re-applying is cheap."""
 SERVER_ERROR_DELAY = 2.0
 """Seconds before retrying after a 5xx or a timeout: short, as the targets are seconds."""
+UNAUTHORIZED_DELAY = 10.0
+"""Seconds before retrying with credentials the API server refused even after a new login."""
 THROTTLE_DELAY = 3.0
 """Seconds before retrying after a 429 that carries no usable ``Retry-After``."""
 MAX_RETRY_AFTER = 60.0
 """Upper bound on a server's ``Retry-After``, so that one bad header cannot stall a resource."""
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,8 @@ def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
         return kopf.TemporaryError(message, delay=retry_after(headers))
     if status >= 500:
         return kopf.TemporaryError(message, delay=SERVER_ERROR_DELAY)
+    if status == 401:  # credentials the kubelet has not rotated in yet: try again later
+        return kopf.TemporaryError(message, delay=UNAUTHORIZED_DELAY)
     return kopf.PermanentError(message)
 
 
@@ -130,10 +137,15 @@ def _load_cert_data(context: ssl.SSLContext, cert: str | bytes, key: str | bytes
 
 
 class KubeClient:
-    """An :class:`Applier` over aiohttp, with the credentials kopf logs in with."""
+    """An :class:`Applier` over aiohttp, with the credentials kopf logs in with.
 
-    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float = 10.0) -> None:
-        self._info = info
+    ``login`` is called at the start and again on a 401: a pod's service-account token is a
+    file the kubelet rotates (bound tokens expire), so a stale token is re-read, not fatal.
+    """
+
+    def __init__(self, login: Callable[[], kopf.ConnectionInfo], *, timeout: float = 10.0) -> None:
+        self._login = login
+        self._info = login()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -153,21 +165,37 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
+    async def _relogin(self) -> bool:
+        """Log in again; True when the credentials changed (worth one more try)."""
+        fresh = self._login()
+        if fresh.as_http_headers() == self._info.as_http_headers():
+            return False
+        self._info = fresh
+        await self.close()
+        self._session = None
+        return True
+
     async def _request(
         self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Manifest | None:
-        try:
-            async with self._client().request(method, path.lstrip("/"), **kwargs) as response:
-                text = await response.text()
-                if response.status == 404 and missing_ok:
-                    return None
-                if response.status >= 400:
-                    raise map_error(response.status, response.headers, text)
-                return json.loads(text) if text else {}
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise kopf.TemporaryError(
-                f"API unreachable: {exc!r}", delay=SERVER_ERROR_DELAY
-            ) from exc
+        for attempt in (1, 2):
+            try:
+                async with self._client().request(method, path.lstrip("/"), **kwargs) as response:
+                    text = await response.text()
+                    status, headers = response.status, response.headers
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise kopf.TemporaryError(
+                    f"API unreachable: {exc!r}", delay=SERVER_ERROR_DELAY
+                ) from exc
+            if status == 401 and attempt == 1 and await self._relogin():
+                log.info("API answered 401: logged in again with fresh credentials")
+                continue
+            if status == 404 and missing_ok:
+                return None
+            if status >= 400:
+                raise map_error(status, headers, text)
+            return json.loads(text) if text else {}
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
