@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 for storage-fault tests: it forwards to an upstream port, or
-resets, stalls or refuses connections on command, and records every connection and every HTTP
-request line it forwards.
+resets, stalls or refuses connections on command, or cuts answers mid-body, and records every
+connection and every HTTP request line it forwards. With an ``ssl.SSLContext`` it terminates
+TLS, as an S3 endpoint with a private CA does.
 
 It runs an asyncio loop in a daemon thread, so synchronous tests (which drive a real server
 process) can flip its mode. Everything is bounded: a stalled connection is held at most
@@ -11,31 +12,44 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-Mode = Literal["pass", "reset", "stall", "refuse"]
+Mode = Literal["pass", "reset", "stall", "refuse", "cut"]
 
 
 @dataclass(frozen=True)
 class Event:
     at: float
-    kind: str  # "connect" (a connection accepted) or "request" (an HTTP request line passed)
+    kind: str  # "connect" (accepted), "request" (an HTTP request line passed), "cut"
 
 
 class FaultProxy:
     """``pass`` forwards; ``reset`` accepts then sends RST; ``stall`` accepts and never
-    answers; ``refuse`` closes the listening socket (connection refused). Changing the mode
-    aborts the connections that are open, as an outage would."""
+    answers; ``refuse`` closes the listening socket (connection refused); ``cut`` forwards but
+    resets the next ``cuts`` connections once ``cut_after`` bytes of answer have passed, then
+    forwards whole again. Changing the mode aborts the connections that are open, as an outage
+    would."""
 
-    def __init__(self, upstream_port: int, stall_limit: float = 30.0) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        stall_limit: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+        cut_after: int = 64 * 1024,
+        cuts: int = 2,
+    ) -> None:
         self.upstream_port = upstream_port
         self.stall_limit = stall_limit
+        self.tls = tls
+        self.cut_after = cut_after
+        self.cuts_left = cuts
         self.mode: Mode = "pass"
         self.events: list[Event] = []
         self._lock = threading.Lock()
@@ -68,7 +82,7 @@ class FaultProxy:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _call(self, make: Callable[[], object]) -> None:
         async def run() -> None:
@@ -82,7 +96,7 @@ class FaultProxy:
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port, reuse_address=True
+            self._handle, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -137,7 +151,7 @@ class FaultProxy:
         self._open.add(up_writer)
         try:
             await asyncio.gather(
-                self._pipe(reader, up_writer, count=True), self._pipe(up_reader, writer)
+                self._pipe(reader, up_writer, count=True), self._pipe(up_reader, writer, cut=True)
             )
         finally:
             self._open.discard(up_writer)
@@ -145,13 +159,26 @@ class FaultProxy:
             _abort(writer)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: bool = False
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        count: bool = False,
+        cut: bool = False,
     ) -> None:
+        passed = 0
         try:
             while data := await reader.read(65536):
                 if count:  # request lines: "GET /bucket/key HTTP/1.1\r\n"
                     for _ in range(data.count(b" HTTP/1.1\r\n")):
                         self._record("request")
+                if cut and self.mode == "cut" and self.cuts_left > 0:
+                    if passed + len(data) > self.cut_after:
+                        writer.write(data[: self.cut_after - passed])
+                        await writer.drain()
+                        self.cuts_left -= 1
+                        self._record("cut")
+                        return  # finally: RST mid-body
+                passed += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -172,8 +199,9 @@ def _abort(writer: asyncio.StreamWriter) -> None:
 
 
 @contextmanager
-def fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream_port).start()
+def fault_proxy(upstream_port: int, **options: Any) -> Iterator[FaultProxy]:
+    """A started :class:`FaultProxy` (``options``: its keyword arguments), closed after."""
+    proxy = FaultProxy(upstream_port, **options).start()
     try:
         yield proxy
     finally:

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
+from botocore.exceptions import SSLError as BotoSSLError
 
 from ..config import Settings
 from .base import (
@@ -146,6 +147,16 @@ def map_error(exc: ClientError | BotoCoreError, where: str) -> StorageError:
     """A StorageError naming ``where`` and the S3 error code, and nothing of botocore's text."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return AccessDeniedError(f"{where}: no S3 credentials found; check credentials")
+    if isinstance(exc, BotoSSLError):
+        # Not retried: a certificate that does not verify is a setting to fix, not an outage.
+        what = (
+            "certificate verify failed" if "verify failed" in str(exc) else "TLS handshake failed"
+        )
+        return StorageError(
+            f"{where}: {what} for the S3 endpoint; if it uses a private CA, set s3_ca_bundle "
+            "(--s3-ca-bundle, MODELFLEET_S3_CA_BUNDLE) to that CA's PEM file",
+            reason="TLSError",
+        )
     if isinstance(exc, BotoCoreError):
         # Connection refused or reset, timeouts, a body cut short: the network's fault.
         return UnavailableError(f"{where}: S3 endpoint unreachable ({type(exc).__name__})")
