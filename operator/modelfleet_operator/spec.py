@@ -67,8 +67,9 @@ class ModelSpec(_Model):
     storage_uri: str
     """s3://, gs://, https://, file:// or pvc://<claim>/<path>: one .onnx file or a folder of
     numbered version folders."""
-    protocol_version: Literal["v1", "v2"] = "v2"
-    """Open Inference Protocol (v2) or TF-Serving style (v1); the runtime serves both."""
+    protocol_version: Literal["v1", "v2", "grpc-v2"] = "v2"
+    """Open Inference Protocol over HTTP (v2) or gRPC (grpc-v2, port 8081), or TF-Serving style
+    (v1): KServe's choice of one; the runtime serves all three whichever is named."""
     runtime_version: str | None = None
     """Tag of the runtime image to run (KServe's meaning); default: the operator's image."""
     resources: dict[str, Any] | None = Field(default=None, json_schema_extra=PRESERVE)

@@ -9,6 +9,7 @@ of both. Every error leaves as ``{"error": "..."}``. ``server.py`` runs the app 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,6 +63,8 @@ def create_app(
             dataplane.draining = True
             if task is not None:
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task  # its clean-up (the gRPC server's drain) runs to the end
             await dataplane.aclose()
 
     app = FastAPI(

@@ -72,7 +72,7 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...], int]:
+def check_shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...], int]:
     """Validate a declared shape and its element count before anything is allocated."""
     if not isinstance(raw, list) or not all(type(d) is int for d in raw):
         raise BadRequestError(f"input '{name}': shape must be a list of integers, got {raw!r}")
@@ -100,7 +100,7 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
             array = np.asarray(data).reshape(-1)
             if dtype.kind in "iu" and array.dtype.kind in "fO":
                 array = _exact_integers(data, name, datatype, dtype)
-            array = _cast(array, name, datatype, dtype)
+            array = cast_values(array, name, datatype, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
     if array.size != count:
@@ -120,7 +120,7 @@ def _exact_integers(
     return np.array(values.tolist(), dtype=dtype)
 
 
-def _cast(
+def cast_values(
     array: np.ndarray[Any, Any], name: str, datatype: str, dtype: np.dtype[Any]
 ) -> np.ndarray[Any, Any]:
     kind = array.dtype.kind
@@ -141,7 +141,7 @@ def _cast(
         raise BadRequestError(f"input '{name}': a value is out of range for {datatype}") from None
 
 
-def _from_binary(chunk: memoryview, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
+def from_binary(chunk: memoryview, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
     if datatype == "BYTES":
         return _unpack_bytes(chunk, name, count)
     dtype = DATATYPES[datatype].newbyteorder("<")
@@ -212,7 +212,7 @@ def _decode_input(
     datatype = item.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise BadRequestError(f"input '{name}': unknown datatype {datatype!r}")
-    shape, count = _shape(item.get("shape"), name, max_elements)
+    shape, count = check_shape(item.get("shape"), name, max_elements)
     size = _parameters(item, name).get("binary_data_size")
     if size is None:
         if "data" not in item:
@@ -220,7 +220,7 @@ def _decode_input(
         return name, _from_json(item["data"], name, datatype, count).reshape(shape), 0
     if type(size) is not int or not 0 <= size <= len(binary):
         raise BadRequestError(f"input '{name}': binary_data_size {size!r} exceeds the body")
-    array = _from_binary(binary[:size], name, datatype, count)
+    array = from_binary(binary[:size], name, datatype, count)
     return name, array.reshape(shape), size
 
 
@@ -270,7 +270,7 @@ def encode_infer(response: InferResponse, binary_outputs: frozenset[str]) -> tup
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in binary_outputs or ALL_OUTPUTS in binary_outputs:
-            raw = _to_binary(array, datatype)
+            raw = to_binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -298,7 +298,7 @@ def _to_json_data(array: np.ndarray[Any, Any], datatype: str) -> Any:
     return np.ascontiguousarray(flat)
 
 
-def _to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
+def to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
     if datatype != "BYTES":
         return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     parts = []
@@ -364,7 +364,7 @@ def _v1_array(value: Any, name: str, datatype: str) -> np.ndarray[Any, Any]:
         array = np.asarray(value)
         if array.dtype.kind == "O":
             raise ValueError("rows differ in length")
-        return _cast(array, name, datatype, DATATYPES[datatype])
+        return cast_values(array, name, datatype, DATATYPES[datatype])
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
 

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     """HTTP port."""
 
+    grpc_port: int | None = Field(default=8081, ge=0, le=65535)
+    """gRPC port of the Open Inference Protocol (same host; 0: any free port; null: off)."""
+
     max_body_size: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body in bytes (as Triton); larger ones get 413."""
 

@@ -2,7 +2,8 @@
 
 ``cli.serve_command`` calls ``serve(settings)``. On SIGTERM readiness turns 503 at once,
 uvicorn stops accepting connections, in-flight requests finish within ``grace_period``, and
-the process exits 0.
+the process exits 0. The gRPC server (``grpc_api``) runs in the same loop, started and stopped
+with the app: new calls get UNAVAILABLE once draining, calls in flight finish.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import uvicorn
 
+from modelfleet_runtime import grpc_api
 from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
@@ -55,7 +57,14 @@ def build(settings: Settings) -> tuple[Any, DataPlane]:
     dataplane = DataPlane(settings, registry, metrics)
 
     async def background() -> None:
-        await asyncio.gather(repository.run(), _announce(settings, registry))
+        grpc_server = None
+        if settings.grpc_port is not None:
+            grpc_server, _ = await grpc_api.start(settings, dataplane, metrics)
+        try:
+            await asyncio.gather(repository.run(), _announce(settings, registry))
+        finally:
+            if grpc_server is not None:  # calls in flight finish within the grace period
+                await grpc_server.stop(settings.grace_period)
 
     return create_app(dataplane, metrics, background), dataplane
 

@@ -14,6 +14,7 @@ from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import (
     AUTH_SECRET_DIR,
+    GRPC_PORT,
     MODEL_DIR,
     PORT,
     PVC_MOUNT,
@@ -129,7 +130,10 @@ def _container(svc: ParsedService, track: Track, config: OperatorConfig) -> dict
         "image": image_for(svc, config),
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelfleet", "serve"],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "env": container_env(svc, track, config),
         "resources": resources_for(svc, config),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),

@@ -11,6 +11,7 @@ from typing import Any
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.render.plan import Track
+from modelfleet_operator.render.runtime_env import GRPC_PORT
 from modelfleet_operator.spec import ParsedService
 
 
@@ -26,13 +27,23 @@ def _service(svc: ParsedService, name: str, track: str | None) -> dict[str, Any]
         "spec": {
             "type": "ClusterIP",
             "selector": labels.pod_selector(svc.name, track),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "grpc",
+                    "port": GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
         },
     }
 
 
 def service(svc: ParsedService) -> dict[str, Any]:
-    """``<name>``: port 80 to the pods' 8080, over both tracks (traffic split by pod counts)."""
+    """``<name>``: port 80 to the pods' 8080 (HTTP) and 8081 to their 8081 (gRPC), over both
+    tracks (traffic split by pod counts)."""
     return _service(svc, svc.name, None)
 
 

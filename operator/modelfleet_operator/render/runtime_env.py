@@ -24,6 +24,7 @@ PVC_MOUNT = "/mnt/models"
 STORAGE_SECRET_DIR = "/var/run/secrets/modelfleet/storage"
 AUTH_SECRET_DIR = "/var/run/secrets/modelfleet/auth"
 PORT = 8080
+GRPC_PORT = 8081
 
 
 def env_name(field: str) -> str:
@@ -75,6 +76,7 @@ def settings_for(svc: ParsedService, track: Track, config: OperatorConfig) -> di
         "model_dir": MODEL_DIR,
         "host": "0.0.0.0",
         "port": PORT,
+        "grpc_port": GRPC_PORT,
         "log_format": "json",
     }
     if track.version_policy.policy == "latest":

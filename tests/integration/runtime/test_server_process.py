@@ -1,5 +1,6 @@
 """``modelfleet serve`` as a real uvicorn process on 127.0.0.1: the bundled example, body
-limits over a real socket, graceful shutdown (S3, S13), and a model that fails to load (S5)."""
+limits over a real socket, graceful shutdown (S3, S13), a model that fails to load (S5), and
+gRPC beside HTTP."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import httpx
 
+from modelfleet_runtime.oip import inference_pb2 as pb
+from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
 from tests.helpers import onnx_models
-from tests.helpers.runtime import serve_process, wait_until
+from tests.helpers.runtime import free_port, serve_process, wait_until
 
 ROW = {"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
 
@@ -149,3 +153,27 @@ def test_a_refused_model_uri_is_one_clear_line_not_a_traceback(tmp_path: Path) -
     assert done.returncode == 2
     assert "NotAllowed" in done.stderr and "scheme 'http' is not allowed" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
+    """The process wiring: gRPC on its own port, the same model, in-flight gRPC calls finish
+    on SIGTERM, and the process still exits 0."""
+    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow()})
+    port = free_port()
+    args = ["--model-uri", str(repo), "--inference-threads", "4", "--grpc-port", str(port)]
+    with serve_process(tmp_path, *args) as served:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            assert stub.ServerReady(pb.ServerReadyRequest()).ready
+            request = pb.ModelInferRequest(model_name="slow")
+            request.inputs.add(name="input0", datatype="FP32", shape=[1, 4])
+            request.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
+            with ThreadPoolExecutor(4) as pool:
+                calls = [pool.submit(stub.ModelInfer, request, timeout=60) for _ in range(4)]
+                wait_until(lambda: _in_flight(served.url) >= 4, 20, "4 gRPC calls in flight")
+                served.process.send_signal(signal.SIGTERM)
+                replies = [c.result() for c in calls]
+        assert [r.model_name for r in replies] == ["slow"] * 4
+        assert all(len(r.raw_output_contents) == 1 for r in replies)
+        assert served.process.wait(timeout=30) == 0
+        assert f"gRPC (Open Inference Protocol) listening on 127.0.0.1:{port}" in served.output()

@@ -83,7 +83,7 @@ def test_invalid_examples_reach_the_operator(example: Path) -> None:
         {"scaleMetric": "gpu"},
         {"canaryTrafficPercent": 150},
         {"model": {"modelFormat": {"name": "onnx"}}},
-        {"model": {"storageUri": "s3://a/b", "protocolVersion": "grpc-v2"}},
+        {"model": {"storageUri": "s3://a/b", "protocolVersion": "grpc-v1"}},
     ],
 )
 def test_schema_rejects_structurally_invalid_specs(predictor: dict[str, Any]) -> None:

@@ -265,12 +265,25 @@ def test_pdb_only_when_more_than_one_replica(config: OperatorConfig) -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
-def test_service_port_80_to_http(config: OperatorConfig) -> None:
-    svc = next(o for o in _render(isvc(predictor()), config) if o["kind"] == "Service")
+def test_service_port_80_to_http_and_8081_to_grpc(config: OperatorConfig) -> None:
+    objs = _render(isvc(predictor()), config)
+    svc = next(o for o in objs if o["kind"] == "Service")
     assert svc["metadata"]["name"] == "iris"
     assert svc["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": 8081,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
     ]
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(env["MODELFLEET_PORT"]), "grpc": int(env["MODELFLEET_GRPC_PORT"])}
     assert labels.TRACK not in svc["spec"]["selector"]
 
 

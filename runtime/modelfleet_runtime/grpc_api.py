@@ -1,0 +1,249 @@
+"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` on ``grpc_port``.
+
+The same ``DataPlane`` as HTTP serves it, in the same event loop: admission (UNAVAILABLE when
+full or draining), the model lookup (NOT_FOUND, UNAVAILABLE), the signature checks
+(INVALID_ARGUMENT), batching, and the request metrics with ``protocol="grpc"`` (the ``status``
+label keeps HTTP's numbers, so one dashboard reads both). Bearer tokens, when configured, are
+checked on every call but ServerLive and ServerReady (the health checks).
+
+Inputs come typed (``InferTensorContents``) or raw (``raw_input_contents``, the only way for
+FP16); every output goes back raw, as Triton answers, which KServe's, Triton's and MLServer's
+clients all read. Generated code lives in ``oip/`` (``scripts/build-grpc``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from modelfleet_runtime import codec, logs
+from modelfleet_runtime.auth import TokenSource, token_source
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.errors import BadRequestError, ServingError, UnauthorizedError
+from modelfleet_runtime.fastpath import parse_version
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.oip import inference_pb2 as pb
+from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_runtime.protocol import DATATYPES, InferRequest, InferResponse, datatype_of
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+"""The ``InferTensorContents`` field of each datatype (FP16 travels raw only)."""
+Reply = TypeVar("Reply")
+
+
+def decode(request: pb.ModelInferRequest, max_elements: int) -> InferRequest:
+    """An ``InferRequest`` from a gRPC one; BadRequestError says what is wrong with it."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequestError(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs"
+        )
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for index, tensor in enumerate(request.inputs):
+        name, datatype = tensor.name, tensor.datatype
+        if name in arrays:
+            raise BadRequestError(f"input '{name}' is given twice")
+        if datatype not in DATATYPES:
+            raise BadRequestError(f"input '{name}': unknown datatype {datatype!r}")
+        shape, count = codec.check_shape(list(tensor.shape), name, max_elements)
+        if raw:
+            if tensor.HasField("contents"):
+                raise BadRequestError(
+                    f"input '{name}': contents and raw_input_contents are both set"
+                )
+            flat = codec.from_binary(memoryview(raw[index]), name, datatype, count)
+        else:
+            flat = _typed(tensor.contents, name, datatype, count)
+        arrays[name] = flat.reshape(shape)
+    outputs = [o.name for o in request.outputs] or None
+    return InferRequest(inputs=arrays, id=request.id or None, outputs=outputs)
+
+
+def _typed(
+    contents: pb.InferTensorContents, name: str, datatype: str, count: int
+) -> np.ndarray[Any, Any]:
+    field = CONTENTS.get(datatype)
+    if field is None:
+        raise BadRequestError(f"input '{name}': {datatype} data must come in raw_input_contents")
+    values = getattr(contents, field)
+    if len(values) != count:
+        raise BadRequestError(
+            f"input '{name}': shape holds {count} elements but {field} has {len(values)}"
+        )
+    if datatype == "BYTES":
+        return np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
+    array = np.asarray(values, dtype=np.float64 if datatype.startswith("FP") else None)
+    return codec.cast_values(array, name, datatype, DATATYPES[datatype])
+
+
+def encode(response: InferResponse) -> pb.ModelInferResponse:
+    """A gRPC answer with every output in ``raw_output_contents``."""
+    reply = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id or ""
+    )
+    for name, array in response.outputs.items():
+        datatype = datatype_of(array)
+        reply.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        reply.raw_output_contents.append(codec.to_binary(array, datatype))
+    return reply
+
+
+def _tensors(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
+    return [
+        pb.ModelMetadataResponse.TensorMetadata(
+            name=s["name"], datatype=s["datatype"], shape=s["shape"]
+        )
+        for s in specs
+    ]
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """``inference.GRPCInferenceService`` over a ``DataPlane``."""
+
+    def __init__(self, dataplane: DataPlane, metrics: Metrics, tokens: TokenSource | None) -> None:
+        self.dataplane, self.metrics, self.tokens = dataplane, metrics, tokens
+        self.max_elements = dataplane.settings.max_body_size
+
+    def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.tokens is None:
+            return
+        metadata: Mapping[str, Any] = dict(context.invocation_metadata() or ())
+        scheme, _, token = str(metadata.get("authorization", "")).strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError("missing bearer token")
+        if not self.tokens.accepts(token.strip().encode()):
+            raise UnauthorizedError("invalid bearer token")
+
+    async def _answer(
+        self, context: grpc.aio.ServicerContext[Any, Any], make: Callable[[], Reply]
+    ) -> Reply:
+        """``make()``'s reply, or the call aborted with the error's code and message."""
+        try:
+            self._authorize(context)
+            return make()
+        except ServingError as exc:
+            await context.abort(CODES.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
+            raise  # pragma: no cover - abort raises
+
+    async def ServerLive(
+        self, _request: pb.ServerLiveRequest, _context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    async def ServerReady(
+        self, _request: pb.ServerReadyRequest, _context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ModelReadyResponse:
+        version = parse_version(request.version or None)
+        return await self._answer(
+            context,
+            lambda: pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, version)),
+        )
+
+    async def ServerMetadata(
+        self, _request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ServerMetadataResponse:
+        return await self._answer(
+            context, lambda: pb.ServerMetadataResponse(**self.dataplane.server_metadata())
+        )
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ModelMetadataResponse:
+        def make() -> pb.ModelMetadataResponse:
+            meta = self.dataplane.model_metadata(
+                request.name, parse_version(request.version or None)
+            )
+            return pb.ModelMetadataResponse(
+                name=meta["name"],
+                versions=meta.get("versions", [meta.get("version", "")]),
+                platform=meta["platform"],
+                inputs=_tensors(meta["inputs"]),
+                outputs=_tensors(meta["outputs"]),
+            )
+
+        return await self._answer(context, make)
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ModelInferResponse:
+        started = time.perf_counter()
+        name = request.model_name
+        label = name if name == self.dataplane.registry.name else "unknown"
+        token = logs.request_id.set(request.id or f"grpc-{time.monotonic_ns():x}")
+        version, status, error = "", 200, None
+        try:
+            self._authorize(context)
+            with self.dataplane.admit():
+                model = self.dataplane.model(name, parse_version(request.model_version or None))
+                version = str(model.version)
+                decoded = decode(request, self.max_elements)
+                reply = encode(await self.dataplane.infer(model, decoded))
+        except ServingError as exc:
+            status, error = exc.status_code, exc
+            (log.warning if status >= 500 else log.info)("%s", exc.message)
+        except Exception as exc:  # the same last resort as the HTTP paths
+            log.exception("unhandled error", exc_info=exc)
+            status, error = 500, ServingError(f"internal error: {type(exc).__name__}")
+        finally:
+            logs.request_id.reset(token)
+            self.metrics.requests.labels(label, version, "grpc", str(status)).inc()
+            self.metrics.request_duration.labels(label, version, "grpc").observe(
+                time.perf_counter() - started
+            )
+        if error is not None:
+            await context.abort(CODES.get(status, grpc.StatusCode.INTERNAL), error.message)
+        return reply
+
+
+async def start(
+    settings: Settings, dataplane: DataPlane, metrics: Metrics
+) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server on ``settings.grpc_port`` (0: a free one); with its port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_body_size),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
+        ]
+    )
+    servicer = InferenceServicer(dataplane, metrics, token_source(settings))
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    port = server.add_insecure_port(f"{host}:{settings.grpc_port or 0}")
+    await server.start()
+    log.info("gRPC (Open Inference Protocol) listening on %s:%d", settings.host, port)
+    return server, port
