@@ -222,6 +222,15 @@ def test_operator_image_prints_the_crd(operator_image: Image, tmp_path: Path) ->
     assert crd == yaml.safe_load(committed.read_text())
 
 
+def test_operator_image_leaves_the_serving_stack_out(operator_image: Image) -> None:
+    """The operator's venv holds its own dependencies only: no ONNX Runtime, numpy, web
+    server, S3 client or gRPC (the runtime image's weight)."""
+    site = operator_image.root / "opt" / "modelfleet" / "lib" / "python3.11" / "site-packages"
+    assert (site / "kopf").is_dir() and (site / "modelfleet_operator").is_dir()
+    for heavy in ("onnxruntime", "numpy", "fastapi", "uvicorn", "boto3", "grpc"):
+        assert not (site / heavy).exists(), heavy
+
+
 def test_operator_image_runs_the_operator_command(operator_image: Image, tmp_path: Path) -> None:
     """kopf and the operator import as UID 10001 on a read-only root (no cluster to talk to)."""
     result = subprocess.run(
