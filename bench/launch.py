@@ -68,7 +68,8 @@ def start_ours(work: Path, label: str, model: str, path: Path, port: int, *flags
     command = [
         str(exe), "serve", "--model-uri", str(path), "--name", model, "--port", str(port),
         "--host", "127.0.0.1", "--intra-op-threads", "1", "--inter-op-threads", "1",
-        "--log-level", "WARNING", "--poll-interval", "0", "--model-dir", str(model_dir), *flags,
+        "--log-level", "WARNING", "--poll-interval", "0", "--model-dir", str(model_dir),
+        "--grpc-port", "0", *flags,  # gRPC on as by default, on a free port (several run)
     ]  # fmt: skip
     log = work / "logs" / f"{label}-{port}.log"
     return Server(label, "ours", model, port, _spawn(command, log), log)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
@@ -50,21 +50,27 @@ def create_app(
     dataplane: DataPlane,
     metrics: Metrics,
     background: Callable[[], Awaitable[None]] | None = None,
+    services: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> ASGIApp:
-    """The runtime's application. ``background`` (the model repository's loop) starts with
-    the app and is cancelled when it stops."""
+    """The runtime's application. ``services`` (the gRPC server) are entered at start-up, so
+    one that cannot start fails the start; ``background`` (the model repository's loop) starts
+    with the app. At shutdown the background is cancelled, then the services close (calls in
+    flight finish), then the data plane."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.ensure_future(background()) if background is not None else None
         try:
-            yield
+            async with services() if services is not None else contextlib.nullcontext():
+                task = asyncio.ensure_future(background()) if background is not None else None
+                try:
+                    yield
+                finally:
+                    dataplane.draining = True
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         finally:
-            dataplane.draining = True
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task  # its clean-up (the gRPC server's drain) runs to the end
             await dataplane.aclose()
 
     app = FastAPI(

@@ -243,7 +243,13 @@ async def start(
     servicer = InferenceServicer(dataplane, metrics, token_source(settings))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    port = server.add_insecure_port(f"{host}:{settings.grpc_port or 0}")
+    try:
+        port = server.add_insecure_port(f"{host}:{settings.grpc_port or 0}")
+    except RuntimeError:  # grpc says only "Failed to bind"
+        raise OSError(
+            f"cannot listen for gRPC on {settings.host}:{settings.grpc_port} (in use?); set "
+            "--grpc-port to a free port, 0 for any, or null to turn gRPC off"
+        ) from None
     await server.start()
     log.info("gRPC (Open Inference Protocol) listening on %s:%d", settings.host, port)
     return server, port

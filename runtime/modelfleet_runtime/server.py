@@ -9,10 +9,12 @@ with the app: new calls get UNAVAILABLE once draining, calls in flight finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import sys
+from collections.abc import AsyncIterator
 from types import FrameType
 from typing import Any
 
@@ -57,16 +59,20 @@ def build(settings: Settings) -> tuple[Any, DataPlane]:
     dataplane = DataPlane(settings, registry, metrics)
 
     async def background() -> None:
-        grpc_server = None
-        if settings.grpc_port is not None:
-            grpc_server, _ = await grpc_api.start(settings, dataplane, metrics)
-        try:
-            await asyncio.gather(repository.run(), _announce(settings, registry))
-        finally:
-            if grpc_server is not None:  # calls in flight finish within the grace period
-                await grpc_server.stop(settings.grace_period)
+        await asyncio.gather(repository.run(), _announce(settings, registry))
 
-    return create_app(dataplane, metrics, background), dataplane
+    @contextlib.asynccontextmanager
+    async def grpc_service() -> AsyncIterator[None]:
+        if settings.grpc_port is None:
+            yield
+            return
+        grpc_server, _ = await grpc_api.start(settings, dataplane, metrics)
+        try:
+            yield
+        finally:  # calls in flight finish within the grace period
+            await grpc_server.stop(settings.grace_period)
+
+    return create_app(dataplane, metrics, background, grpc_service), dataplane
 
 
 async def _announce(settings: Settings, registry: ModelRegistry) -> None:
@@ -113,5 +119,5 @@ def serve(settings: Settings) -> int:
         server_header=False,
     )
     server = DrainingServer(config, dataplane)
-    server.run()
+    server.run()  # a start-up failure (a port taken) exits non-zero inside uvicorn
     return 0

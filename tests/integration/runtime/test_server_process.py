@@ -5,6 +5,7 @@ gRPC beside HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -177,3 +178,17 @@ def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
         assert all(len(r.raw_output_contents) == 1 for r in replies)
         assert served.process.wait(timeout=30) == 0
         assert f"gRPC (Open Inference Protocol) listening on 127.0.0.1:{port}" in served.output()
+
+
+def test_a_taken_grpc_port_fails_the_start_and_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "modelfleet_runtime.cli", "serve", "--port", "0"]
+        command += ["--grpc-port", str(port)]
+        env = {**os.environ, "MODELFLEET_MODEL_DIR": str(tmp_path / "cache")}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode != 0
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in done.stdout + done.stderr
