@@ -110,9 +110,8 @@ def render(run: dict[str, Any]) -> str:
     lines += ["", "### One connection, batch 1: our added latency", ""]
     for note in run["latency_notes"]:
         lines.append(f"- {note}")
-    starred = any(t["target"].endswith("*") for t in run["trials"])
-    notes = [n for n in run["notes"] if starred or not n.startswith("Rows marked *")]
-    if not starred and any(t["target"] == "raw-ASGI floor" for t in run["trials"]):
+    notes = list(run["notes"])
+    if any(t["target"] == "raw-ASGI floor" for t in run["trials"]):
         notes.append(
             "'raw-ASGI floor' is bench/servers/asgi_floor.py, the least a Python server on "
             "uvicorn can do per request (no validation, metrics or errors): a reference, not "
@@ -121,8 +120,7 @@ def render(run: dict[str, Any]) -> str:
     lines += ["", "### Notes", ""] + [f"- {n}" for n in notes]
     lines += [
         "",
-        "Where our time went, and the patches proposed from it (and rows marked *, when "
-        "run): [PROFILE.md](PROFILE.md).",
+        "Where our time went, and the changes made from it: [PROFILE.md](PROFILE.md).",
         "",
         f"![throughput and p99 against concurrency]({run['plot']})",
         "",

@@ -291,9 +291,6 @@ def main() -> None:
         "The machine is shared with other engineers' builds and tests (2 cores): absolute "
         "figures drift between runs; only ratios within one interleaved run count. "
         "'rps spread' is half the max-min range across repetitions, relative to the median.",
-        "'raw-ASGI floor' is bench/servers/asgi_floor.py, the least a Python "
-        "server on uvicorn can do per request (no validation, metrics or errors): a "
-        "reference, not a peer.",
         "KServe's ModelServer has no built-in adaptive batching (KServe batches in a separate "
         "agent container); it runs unbatched in the wide scenario as a reference only.",
     ]
