@@ -40,6 +40,7 @@ def loaded_app(
     registry = ModelRegistry(name)
     for version, path in sorted(models.items()):
         registry.publish(OnnxModel.load(name, version, path, config))
+    registry.settle()  # what the repository does after its first pass
     metrics = Metrics()
     dataplane = DataPlane(config, registry, metrics)
     return create_app(dataplane, metrics), dataplane, metrics

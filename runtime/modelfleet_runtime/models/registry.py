@@ -49,14 +49,24 @@ class ModelRegistry:
         self.on_retire: list[Callable[[OnnxModel], None]] = []
         """Called with each version that stops serving (the data plane closes its batcher)."""
         self.became_ready = asyncio.Event()
-        """Set once the first version serves."""
+        """Set once ``ready`` first holds."""
+        self.settled = False
+        """Whether the first pass over storage has tried every version the policy wants."""
         self.problem: str | None = "loading"
         """Why nothing serves yet (storage unreachable, every version failed), for 503s."""
 
     @property
     def ready(self) -> bool:
-        """Ready means at least one version is loaded."""
-        return self._default is not None
+        """Ready: the first pass over storage has tried every wanted version and at least one
+        serves. (Until then the newest loaded version already answers requests that name no
+        version; readiness waits so that a policy of several versions starts with all.)"""
+        return self._default is not None and self.settled
+
+    def settle(self) -> None:
+        """The repository's first complete pass is over (see ``ready``)."""
+        self.settled = True
+        if self._default is not None:
+            self.became_ready.set()
 
     @property
     def versions(self) -> dict[int, OnnxModel]:
@@ -89,7 +99,8 @@ class ModelRegistry:
             self._retired(replaced)
         self._status[model.version] = VersionStatus(model.version, VersionState.READY)
         self.problem = None
-        self.became_ready.set()
+        if self.settled:
+            self.became_ready.set()
 
     def retire(self, version: int) -> None:
         """Stop routing to a version; in-flight requests keep their reference and finish."""

@@ -100,6 +100,7 @@ class ModelRepository:
             for number in sorted(wanted & listing.keys(), reverse=True):
                 await self._ensure(listing[number])
             self._retire(wanted)
+            self.registry.settle()
             self.metrics.versions_loaded.labels(self.registry.name).set(len(self._loaded))
 
     async def _ensure(self, remote: RemoteVersion) -> None:
