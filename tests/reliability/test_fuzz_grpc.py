@@ -70,7 +70,12 @@ class FuzzedGrpc:
         request = pb.ModelInferRequest(model_name="m")
         request.inputs.add(name="input0", datatype="FP32", shape=[1, 4])
         request.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
-        reply = self.loop.run_until_complete(self.stub.ModelInfer(request, timeout=10))
+
+        async def once() -> pb.ModelInferResponse:  # the call is made inside the loop
+            reply: pb.ModelInferResponse = await self.stub.ModelInfer(request, timeout=10)
+            return reply
+
+        reply = self.loop.run_until_complete(once())
         assert reply.model_name == "m" and len(reply.raw_output_contents) == 1
 
     def close(self) -> None:
