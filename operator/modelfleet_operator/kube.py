@@ -171,8 +171,7 @@ class KubeClient:
         if fresh.as_http_headers() == self._info.as_http_headers():
             return False
         self._info = fresh
-        await self.close()
-        self._session = None
+        await self.close()  # the next request opens a session with the new headers
         return True
 
     async def _request(

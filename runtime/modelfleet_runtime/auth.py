@@ -102,14 +102,19 @@ def token_source(settings: Settings) -> TokenSource | None:
     return source
 
 
+def parse_bearer(value: bytes) -> bytes | None:
+    """The token of an ``Authorization`` value ``Bearer <token>``, else None."""
+    scheme, _, token = value.strip().partition(b" ")
+    if scheme.lower() == b"bearer" and token.strip():
+        return token.strip()
+    return None
+
+
 def bearer_token(scope: Scope) -> bytes | None:
     """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = bytes(value).strip().partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                return token.strip()
-            return None
+            return parse_bearer(bytes(value))
     return None
 
 

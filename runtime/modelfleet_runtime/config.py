@@ -207,10 +207,8 @@ class Settings(BaseSettings):
         """The name the model is served under."""
         if self.name:
             return self.name
-        from .storage.archive import SUFFIXES  # here: storage imports this module
+        from .storage.uri import file_stem  # here: storage imports this module
 
-        stem = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
-        for suffix in (".onnx", *SUFFIXES):
-            if stem.lower().endswith(suffix):
-                return stem[: -len(suffix)] or "model"
-        return stem or "model"
+        last = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
+        stem = file_stem(last)
+        return (last if stem is None else stem) or "model"

@@ -18,8 +18,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
 from modelfleet_runtime import codec, logs
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError, ServingError
@@ -101,7 +99,6 @@ class FastPath:
         self.app, self.dataplane, self.metrics = app, dataplane, metrics
         self.limit = dataplane.settings.max_body_size
         self._ids = itertools.count(1)  # request ids without an os.urandom call each
-        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = match(scope["path"]) if scope["type"] == "http" else None
@@ -143,7 +140,9 @@ class FastPath:
         finally:
             logs.request_id.reset(token)
         await _respond(send, status, content, headers)
-        self._observe(label, version, protocol, status, time.perf_counter() - started)
+        self.metrics.observe_request(
+            label, version, protocol, status, time.perf_counter() - started
+        )
 
     async def _v2(self, model: Any, body: bytes, split: str | None) -> tuple[bytes, Headers]:
         decoded = codec.decode_infer(body, split, max_elements=self.limit)
@@ -156,18 +155,6 @@ class FastPath:
             (b"inference-header-content-length", str(json_length).encode()),
         ]
         return content, binary
-
-    def _observe(self, model: str, version: str, protocol: str, status: int, took: float) -> None:
-        key = (model, version, protocol, status)
-        series = self._series.get(key)
-        if series is None:  # label lookups take a lock: do them once per combination
-            m = self.metrics
-            series = self._series[key] = (
-                m.requests.labels(model, version, protocol, str(status)),
-                m.request_duration.labels(model, version, protocol),
-            )
-        series[0].inc()
-        series[1].observe(took)
 
 
 async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:

@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 
 from modelfleet_runtime import codec, logs
-from modelfleet_runtime.auth import TokenSource, token_source
+from modelfleet_runtime.auth import TokenSource, parse_bearer, token_source
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.errors import BadRequestError, ServingError, UnauthorizedError
@@ -137,10 +137,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if self.tokens is None:
             return
         metadata: Mapping[str, Any] = dict(context.invocation_metadata() or ())
-        scheme, _, token = str(metadata.get("authorization", "")).strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = parse_bearer(str(metadata.get("authorization", "")).encode())
+        if token is None:
             raise UnauthorizedError("missing bearer token")
-        if not self.tokens.accepts(token.strip().encode()):
+        if not self.tokens.accepts(token):
             raise UnauthorizedError("invalid bearer token")
 
     async def _answer(
@@ -220,9 +220,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             status, error = 500, ServingError(f"internal error: {type(exc).__name__}")
         finally:
             logs.request_id.reset(token)
-            self.metrics.requests.labels(label, version, "grpc", str(status)).inc()
-            self.metrics.request_duration.labels(label, version, "grpc").observe(
-                time.perf_counter() - started
+            self.metrics.observe_request(
+                label, version, "grpc", status, time.perf_counter() - started
             )
         if error is not None:
             await context.abort(CODES.get(status, grpc.StatusCode.INTERNAL), error.message)

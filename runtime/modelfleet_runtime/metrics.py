@@ -1,8 +1,9 @@
 """Prometheus metrics of the runtime, on a registry the caller owns (never the global one).
 
-``app.py`` records requests; the model repository records loads; the batcher records batch
-sizes and queue times. Label values are model names, version numbers, protocol names and
-status codes: never anything from a URI or a credential.
+``fastpath.py`` and ``grpc_api.py`` record inference requests (``observe_request``); the model
+repository records loads; the batcher records batch sizes and queue times. Label values are
+model names, version numbers, protocol names and status codes: never anything from a URI or a
+credential.
 """
 
 from __future__ import annotations
@@ -71,3 +72,18 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(
+        self, model: str, version: str, protocol: str, status: int, seconds: float
+    ) -> None:
+        """Count one request and its duration (HTTP's status numbers, for gRPC too)."""
+        key = (model, version, protocol, status)
+        series = self._series.get(key)
+        if series is None:  # label lookups take a lock: do them once per combination
+            series = self._series[key] = (
+                self.requests.labels(model, version, protocol, str(status)),
+                self.request_duration.labels(model, version, protocol),
+            )
+        series[0].inc()
+        series[1].observe(seconds)

@@ -111,10 +111,9 @@ class StoreSource:
         try:
             with _held(_lock_path(tmp)):
                 await self._download_all(version, files, tmp)
-                for file in files:
-                    if file.path.startswith(f"{ARCHIVE_DIR}/"):
-                        await asyncio.to_thread(unpack, tmp / file.path, tmp, where=self.uri)
-                        shutil.rmtree(tmp / ARCHIVE_DIR)
+                for archive in filter(_is_archive_file, files):
+                    await asyncio.to_thread(unpack, tmp / archive.path, tmp, where=self.uri)
+                    shutil.rmtree(tmp / ARCHIVE_DIR)
                 await self._check_digest(version.number, tmp / MODEL_FILE)
                 return _promote(tmp, final) / MODEL_FILE
         except OSError as exc:
@@ -250,7 +249,7 @@ def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
         raise UnsafePathError(f"{where}: version {version.number!r} is not a positive integer")
     for f in version.files:
         check_relative(f.path, where=where)
-    if not any(f.path == MODEL_FILE or f.path.startswith(f"{ARCHIVE_DIR}/") for f in version.files):
+    if not any(f.path == MODEL_FILE or _is_archive_file(f) for f in version.files):
         raise StorageError(
             f"{where}: version {version.number} has no {MODEL_FILE}", reason="NotFound"
         )
@@ -265,6 +264,11 @@ def _check_sizes(files: list[RemoteFile], tmp: Path, *, where: str, number: int)
                 f"{where}: version {number} file {f.path} is {got} bytes, storage listed "
                 f"{f.size} (it changed during the download?)"
             )
+
+
+def _is_archive_file(file: RemoteFile) -> bool:
+    """Whether ``file`` is a version's one archive (listed under ``ARCHIVE_DIR``)."""
+    return file.path.startswith(f"{ARCHIVE_DIR}/")
 
 
 def _lock_path(tmp: Path) -> Path:

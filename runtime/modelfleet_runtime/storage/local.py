@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from ..config import Settings
-from .archive import is_archive
 from .base import (
     AccessDeniedError,
     NotFoundError,
@@ -22,7 +21,7 @@ from .base import (
     UnavailableError,
     UnsafePathError,
 )
-from .uri import ParsedUri
+from .uri import ParsedUri, file_stem
 
 _CHUNK = 1024 * 1024
 
@@ -129,6 +128,6 @@ def open_store(parsed: ParsedUri, settings: Settings) -> tuple[LocalStore, str |
     path = Path(parsed.path).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
-    if path.is_file() or ((path.suffix == ".onnx" or is_archive(path.name)) and not path.is_dir()):
+    if path.is_file() or (file_stem(path.name) is not None and not path.is_dir()):
         return LocalStore(path.parent), path.name
     return LocalStore(path), None

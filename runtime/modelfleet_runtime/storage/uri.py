@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .archive import is_archive
+from .archive import SUFFIXES as ARCHIVE_SUFFIXES
 from .base import InvalidUriError, NotAllowedError
 
 
@@ -126,12 +126,22 @@ def netloc_of(url: str) -> str:
     return host if parts.port is None else f"{host}:{parts.port}"
 
 
+def file_stem(name: str) -> str | None:
+    """``name`` without its ``.onnx`` or archive suffix when it names one model file (``m.onnx``,
+    ``m.tar.gz``), else None (a repository folder)."""
+    if name.endswith(".onnx"):
+        return name.removesuffix(".onnx")
+    lower = name.lower()
+    suffix = next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
+    return name[: -len(suffix)] if suffix else None
+
+
 def split_single(path: str) -> tuple[str, str | None]:
     """``(root, key)`` for a bucket path: ``a/b/m.onnx`` (or an archive, ``a/b/m.tar.gz``)
     names one file (root ``a/b``, key ``m.onnx``); anything else is a repository folder (root
     ``path``, no key)."""
     path = path.strip("/")
-    if not (path.endswith(".onnx") or is_archive(path)):
+    if file_stem(path) is None:
         return path, None
     root, _, name = path.rpartition("/")
     return root, name
