@@ -83,6 +83,12 @@ def check_shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...]
         raise BadRequestError(
             f"input '{name}': shape {raw} holds {count} elements, more than the body limit allows"
         )
+    # A zero dimension makes the count 0, but numpy still refuses a shape whose other
+    # dimensions multiply past its index range: bound those too.
+    if math.prod(d for d in raw if d) > max_elements:
+        raise BadRequestError(
+            f"input '{name}': shape {raw} has dimensions larger than the body limit allows"
+        )
     return tuple(raw), count
 
 

@@ -195,6 +195,10 @@ Spoil = Callable[[pb.ModelInferRequest], object]
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 
 
+def _huge_beside_zero(r: pb.ModelInferRequest) -> None:
+    r.inputs[0].shape[:] = [0, 6, 2**62]  # 0 elements, but no array can have that shape
+
+
 def _int32_values(r: pb.ModelInferRequest) -> None:
     r.inputs[0].datatype = "INT32"
     r.inputs[0].contents.int_contents.extend([1] * 4)
@@ -211,6 +215,7 @@ BAD: list[tuple[str, Spoil, grpc.StatusCode, str]] = [
     ("wrong name", lambda r: setattr(r.inputs[0], "name", "x"), INVALID, "x"),
     ("raw count", lambda r: r.raw_input_contents.append(b"1234"), INVALID, "raw_input_contents"),
     ("negative dim", lambda r: r.inputs[0].shape.__setitem__(0, -1), INVALID, "negative"),
+    ("zero dim beside huge ones", _huge_beside_zero, INVALID, "dimensions larger than"),
     ("unknown output", lambda r: r.outputs.add(name="z"), INVALID, "z"),
 ]  # fmt: skip
 

@@ -182,6 +182,7 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("negative dim", infer_body(ROW, [-1, 4]), 400, "negative dimension"),
     ("float dims", infer_body(ROW, [1.0, 4]), 400, "shape must be a list of integers"),
     ("overflow", infer_body(ROW, [2**31, 2**31]), 400, "more than the body limit allows"),
+    ("zero dim beside huge ones", infer_body([], [0, 2**62]), 400, "dimensions larger than"),
     ("strings as floats", infer_body(["a", "b", "c", "d"]), 400, "cannot hold"),
     ("ragged", infer_body([[1.0, 2.0], [3.0]], [1, 4]), 400, "input 'input0'"),
     ("missing data", {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP32"}]}, 400,
