@@ -94,7 +94,9 @@ def test_oversized_bodies_get_413_with_and_without_content_length(tmp_path: Path
 
 
 def test_sigterm_lets_16_in_flight_requests_finish_and_exits_0(tmp_path: Path) -> None:
-    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow()})
+    # ~1 s a request (0.13 s at the default steps): every request is still running when the
+    # last one arrives, even on a loaded machine, so "N in flight" is reached for sure.
+    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow(steps=96)})
     args = ["--model-uri", str(repo), "--inference-threads", "16", "--intra-op-threads", "1"]
     with serve_process(tmp_path, *args) as served:
         url = f"{served.url}/v2/models/slow/infer"
@@ -159,7 +161,9 @@ def test_a_refused_model_uri_is_one_clear_line_not_a_traceback(tmp_path: Path) -
 def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
     """The process wiring: gRPC on its own port, the same model, in-flight gRPC calls finish
     on SIGTERM, and the process still exits 0."""
-    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow()})
+    # ~1 s a request (0.13 s at the default steps): every request is still running when the
+    # last one arrives, even on a loaded machine, so "N in flight" is reached for sure.
+    repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow(steps=96)})
     port = free_port()
     args = ["--model-uri", str(repo), "--inference-threads", "4", "--grpc-port", str(port)]
     with serve_process(tmp_path, *args) as served:
