@@ -22,6 +22,60 @@ PLURAL = "inferenceservices"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 _DROP = ("title", "default", "$defs", "propertyNames")
 
+RULES: dict[str, list[dict[str, str]]] = {
+    # CEL rules (x-kubernetes-validations) by pydantic model: what the API server itself can
+    # refuse at `kubectl apply`, each the same rule as in checks.py, which still runs (for
+    # objects stored before a rule existed, and for `modelfleet render`).
+    "InferenceServiceSpec": [
+        {
+            "rule": "!has(self.modelfleet) || !has(self.modelfleet.autoscaler)"
+            " || !has(self.predictor.scaleMetric)"
+            " || (self.predictor.scaleMetric in ['cpu', 'memory'])"
+            " == (self.modelfleet.autoscaler == 'hpa')",
+            "message": "spec.predictor.scaleMetric and spec.modelfleet.autoscaler ask for both"
+            " HPA and KEDA; pick one: cpu/memory scale with an HPA, concurrency/rps with KEDA",
+            "fieldPath": ".modelfleet.autoscaler",
+            "reason": "FieldValueInvalid",
+        }
+    ],
+    "PredictorSpec": [
+        {
+            "rule": "!has(self.maxReplicas) || !has(self.minReplicas)"
+            " || self.minReplicas <= self.maxReplicas",
+            "message": "minReplicas is greater than maxReplicas; lower minReplicas or raise"
+            " maxReplicas",
+            "fieldPath": ".minReplicas",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!(has(self.model) && has(self.onnx))",
+            "message": "set either model or onnx, not both",
+        },
+    ],
+    "CanarySpec": [
+        {
+            "rule": "has(self.storageUri) || has(self.versionPolicy)",
+            "message": "a canary needs storageUri and/or versionPolicy",
+        }
+    ],
+    "VersionPolicy": [
+        {
+            "rule": "!has(self.policy) || self.policy != 'specific'"
+            " || (has(self.versions) && size(self.versions) > 0)",
+            "message": "policy 'specific' needs at least one version in versions",
+            "fieldPath": ".versions",
+            "reason": "FieldValueRequired",
+        },
+        {
+            "rule": "(has(self.policy) && self.policy == 'specific')"
+            " || !has(self.versions) || size(self.versions) == 0",
+            "message": "versions is only used with policy 'specific'",
+            "fieldPath": ".versions",
+            "reason": "FieldValueForbidden",
+        },
+    ],
+}
+
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
     """Resolve $refs, drop null branches, and keep only what a structural schema allows."""
@@ -30,7 +84,10 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        target = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        model = node["$ref"].rsplit("/", 1)[-1]
+        target = _inline(defs[model], defs)
+        if model in RULES:
+            target["x-kubernetes-validations"] = [dict(rule) for rule in RULES[model]]
         return {**target, **{k: v for k, v in node.items() if k in ("description",)}}
     if "anyOf" in node:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
@@ -54,7 +111,9 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 def spec_schema() -> dict[str, Any]:
     """The structural OpenAPI v3 schema of ``spec``."""
     raw = InferenceServiceSpec.model_json_schema(by_alias=True, mode="validation")
-    return dict(_inline(raw, raw.get("$defs", {})))
+    schema = dict(_inline(raw, raw.get("$defs", {})))
+    schema["x-kubernetes-validations"] = [dict(r) for r in RULES["InferenceServiceSpec"]]
+    return schema
 
 
 def _status_schema() -> dict[str, Any]:

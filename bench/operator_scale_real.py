@@ -1,0 +1,125 @@
+"""Operator at scale on the real control plane: N InferenceServices applied at once, time until
+every one is Ready.
+
+Starts (or reuses) ``scripts/cluster up``, installs the chart with helm, runs the chart's
+operator container as a local process under the chart's ServiceAccount token (as the e2e tests
+do), applies N InferenceServices in one ``kubectl apply``, and measures:
+
+* the time from the apply until every InferenceService has ``Ready=True`` for its generation
+  (Deployments made Available by the real controller-manager, pods scheduled by the real
+  scheduler and made Ready by kwok);
+* the operator process's peak RSS (psutil, sampled every 50 ms);
+* the operator's API requests, by verb, from the API server's audit log.
+
+    .venv/bin/python bench/operator_scale_real.py --count 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import (  # noqa: E402
+    CHART,
+    CLUSTER_SCRIPT,
+    RELEASE,
+    SYSTEM_NAMESPACE,
+    Operator,
+    create_namespace,
+    isvc,
+)
+from tests.e2e.kube import OPERATOR_USER, Cluster  # noqa: E402
+
+NAMESPACE = "bench-scale"
+
+
+def cluster() -> Cluster:
+    up = subprocess.run([CLUSTER_SCRIPT, "up"], check=True, capture_output=True, text=True)
+    kubeconfig = Path(up.stdout.strip().splitlines()[-1].split("=", 1)[1])
+    state = json.loads(
+        subprocess.run([CLUSTER_SCRIPT, "status"], check=True, capture_output=True).stdout
+    )
+    return Cluster(
+        kubeconfig.parent,
+        kubeconfig,
+        Path(state["tools"]["kubectl"]),
+        Path(state["tools"]["helm"]),
+        state,
+    )
+
+
+def ready_count(c: Cluster) -> int:
+    items = json.loads(c.kubectl("get", "isvc", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    return sum(
+        1
+        for i in items
+        for cond in i.get("status", {}).get("conditions") or []
+        if cond["type"] == "Ready"
+        and cond["status"] == "True"
+        and cond.get("observedGeneration") == i["metadata"]["generation"]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    c = cluster()
+    c.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=300s")
+    c.helm("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "--wait")
+    create_namespace(c, SYSTEM_NAMESPACE)
+    c.helm("install", RELEASE, str(CHART), "-n", SYSTEM_NAMESPACE, "--wait", timeout=180)
+    create_namespace(c, NAMESPACE)
+    operator = Operator(c, SYSTEM_NAMESPACE, Path(tempfile.mkdtemp(prefix="scale-")))
+    operator.start()
+    assert operator.pod is not None
+    process = psutil.Process(operator.pod.process.pid)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    audit = c.audit()
+    bodies = [isvc(f"m{i:04d}", minReplicas=1, maxReplicas=3) for i in range(args.count)]
+    started = time.monotonic()
+    c.apply(*bodies, namespace=NAMESPACE)
+    applied = time.monotonic() - started
+    while (ready := ready_count(c)) < args.count:
+        if time.monotonic() - started > args.timeout:
+            raise SystemExit(f"only {ready} of {args.count} Ready after {args.timeout} s")
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    stop.set()
+    verbs = collections.Counter(e.verb for e in audit.events() if e.user == OPERATOR_USER)
+    writes = sum(n for v, n in verbs.items() if v in ("create", "update", "patch", "delete"))
+    print(f"InferenceServices: {args.count}")
+    print(f"kubectl apply returned after {applied:.1f} s")
+    print(f"all Ready after {elapsed:.1f} s")
+    print(f"operator peak RSS: {peak[0] / 2**20:.0f} MiB")
+    print(
+        f"operator API requests: {sum(verbs.values())} ({dict(sorted(verbs.items()))}), "
+        f"writes {writes}"
+    )
+    operator.stop()
+    c.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Fixtures of the end-to-end tests: the real control plane, the chart installed by the real
+helm, and the operator running as a local process under the chart's ServiceAccount.
+
+* ``cluster`` (session): ``scripts/cluster up`` (reusing a running cluster; stopped at the end
+  only when this session started it, unless ``MODELFLEET_KEEP_CLUSTER=1``).
+* ``release`` (session): ``helm install modelfleet charts/modelfleet`` into a namespace that
+  enforces Pod Security "restricted", waiting for the operator's Deployment (kwok's pod).
+* ``operator`` (session): the container of that Deployment, as the API server stores it, run as
+  a process here with a token of the chart's ServiceAccount from the TokenRequest API: the real
+  RBAC authorizer decides every call it makes. Every test fails if one was refused (403 in the
+  audit log).
+* ``namespace``: a fresh namespace per test, labelled ``pod-security.kubernetes.io/enforce=
+  restricted``, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.kube import Cluster, Manifest, wait_for
+from tests.e2e.pods import LocalPod, start_container
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPT = REPO / "scripts" / "cluster"
+CHART = REPO / "charts" / "modelfleet"
+SYSTEM_NAMESPACE = "modelfleet-system"
+RELEASE = "modelfleet"
+SERVICE_ACCOUNT = "modelfleet"
+RESTRICTED = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    before = subprocess.run([CLUSTER_SCRIPT, "status"], capture_output=True, text=True)
+    up = subprocess.run([CLUSTER_SCRIPT, "up"], capture_output=True, text=True, timeout=900)
+    if up.returncode != 0:
+        pytest.fail(f"scripts/cluster up failed ({up.returncode}):\n{up.stderr[-5000:]}")
+    assert up.stdout.strip().splitlines()[-1].startswith("export KUBECONFIG="), up.stdout
+    kubeconfig = Path(up.stdout.strip().splitlines()[-1].split("=", 1)[1])
+    status = subprocess.run([CLUSTER_SCRIPT, "status"], capture_output=True, text=True, check=True)
+    state = json.loads(status.stdout)
+    yield Cluster(
+        home=kubeconfig.parent,
+        kubeconfig=kubeconfig,
+        kubectl_path=Path(state["tools"]["kubectl"]),
+        helm_path=Path(state["tools"]["helm"]),
+        state=state,
+    )
+    if before.returncode != 0 and not os.environ.get("MODELFLEET_KEEP_CLUSTER"):
+        subprocess.run([CLUSTER_SCRIPT, "down"], check=True, timeout=120)
+
+
+def create_namespace(cluster: Cluster, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace with the restricted Pod Security labels, once its ``default`` ServiceAccount
+    exists (the controller-manager makes it; until then pods are refused)."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**RESTRICTED, **(labels or {})}},
+    }
+    cluster.apply(namespace)
+    wait_for(lambda: cluster.get("serviceaccount", "default", name), 30, f"{name}/default SA")
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster) -> Iterator[str]:
+    """The chart installed by ``helm install`` as a user would; yields its namespace."""
+    cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "--wait")
+    create_namespace(cluster, SYSTEM_NAMESPACE)
+    cluster.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        SYSTEM_NAMESPACE,
+        "--wait",
+        "--timeout",
+        "120s",
+        timeout=180,
+    )
+    yield SYSTEM_NAMESPACE
+    cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--wait", check=False)
+
+
+def token_kubeconfig(cluster: Cluster, path: Path, namespace: str, account: str) -> Path:
+    """A kubeconfig with a ServiceAccount token from the TokenRequest API (what a pod gets)."""
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=6h"
+    ).stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.ca_file),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": account}}],
+        "current-context": "e2e",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+class Operator:
+    """The chart's operator container run as a process here, under the chart's identity."""
+
+    def __init__(self, cluster: Cluster, namespace: str, root: Path) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.root = root
+        self.kubeconfig = token_kubeconfig(
+            cluster, root / "operator.kubeconfig", namespace, SERVICE_ACCOUNT
+        )
+        self.pod: LocalPod | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        deployment = self.cluster.get("deployment", RELEASE, self.namespace)
+        assert deployment is not None, "the chart's operator Deployment is missing"
+        self.starts += 1
+        self.pod = start_container(
+            self.cluster,
+            deployment["spec"]["template"],
+            self.namespace,
+            self.root / f"run-{self.starts}",
+            extra_env={"KUBECONFIG": str(self.kubeconfig)},
+        )
+        pod = self.pod
+        wait_for(
+            lambda: pod.process.poll() is not None or _ok(pod.probe_url("readinessProbe")),
+            60,
+            "the operator's health endpoint",
+        )
+        assert pod.process.poll() is None, pod.output()[-5000:]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.pod is not None
+        self.pod.process.send_signal(sig)
+        self.pod.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.pod is not None and self.pod.process.poll() is None:
+            self.pod.stop()
+
+    def output(self) -> str:
+        return self.pod.output() if self.pod is not None else ""
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, release: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    running = Operator(cluster, release, tmp_path_factory.mktemp("operator"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def every_call_authorized(cluster: Cluster, operator: Operator) -> Iterator[None]:
+    """Fail the test if the RBAC authorizer refused any call of the operator meanwhile."""
+    audit = cluster.audit()
+    yield
+    refused = audit.operator_refusals()
+    assert not refused, "the operator was refused: " + "; ".join(
+        f"{e.verb} {e.uri}" for e in refused[:10]
+    )
+    if operator.pod is not None and operator.pod.process.poll() is not None:
+        pytest.fail(f"the operator exited:\n{operator.output()[-5000:]}")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"e2e-{request.node.name[:30].lower()}"
+    name = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    name = f"{name}-{uuid.uuid4().hex[:5]}"
+    create_namespace(cluster, name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def isvc(name: str, **predictor: object) -> Manifest:
+    """A small InferenceService manifest (model from S3, two replicas unless told)."""
+    spec: dict[str, object] = {
+        "minReplicas": 2,
+        "model": {"modelFormat": {"name": "onnx"}, "storageUri": "s3://models/iris"},
+        **predictor,
+    }
+    return {
+        "apiVersion": "serving.modelfleet.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": spec},
+    }
+
+
+def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: int = 90) -> Manifest:
+    """``kubectl wait --for=condition=Ready inferenceservice/NAME``; returns the object."""
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        f"inferenceservice/{name}",
+        "-n",
+        namespace,
+        f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )
+    found = cluster.get("inferenceservice", name, namespace)
+    assert found is not None
+    return found

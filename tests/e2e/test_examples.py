@@ -1,0 +1,130 @@
+"""Every example in crds/examples/ on the real control plane: ``kubectl apply`` -> Deployment ->
+ReplicaSet -> Pods admitted by Pod Security "restricted", scheduled and made Ready (kwok) ->
+``kubectl wait --for=condition=Ready`` -> ``kubectl get isvc`` shows URL, Ready, versions and
+replicas."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import REPO, wait_ready
+from tests.e2e.kube import Cluster, CommandFailed, Manifest
+
+pytestmark = pytest.mark.timeout(300)
+EXAMPLES = sorted((REPO / "crds" / "examples").glob("*.yaml"))
+
+
+def _secret(name: str, **data: str) -> Manifest:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
+
+
+def prerequisites(cluster: Cluster, example: Manifest, namespace: str) -> None:
+    """What the example's README-level instructions ask a user to create first."""
+    predictor = example["spec"]["predictor"]
+    modelfleet = example["spec"].get("modelfleet") or {}
+    objects: list[Manifest] = []
+    if account := predictor.get("serviceAccountName"):
+        objects.append(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}}
+        )
+    if ref := (modelfleet.get("storage") or {}).get("secretRef"):
+        objects.append(_secret(ref["name"], AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="key"))
+    if ref := (modelfleet.get("auth") or {}).get("secretRef"):
+        objects.append(_secret(ref["name"], tokens="e2e-token\n"))
+    uri = predictor.get("model", {}).get("storageUri", "")
+    if uri.startswith("pvc://"):
+        claim = uri.removeprefix("pvc://").split("/")[0]
+        volume = f"{namespace}-{claim}"
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "hostPath": {"path": f"/srv/{volume}"},
+                    "claimRef": {"namespace": namespace, "name": claim},
+                },
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "volumeName": volume,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+    if objects:
+        cluster.apply(*objects, namespace=namespace)
+
+
+@pytest.fixture(scope="module")
+def labelled_node(cluster: Cluster) -> None:
+    """pvc.yaml pins its pods to ``pool: inference`` and tolerates a taint: give the kwok node
+    that label (no taint: the other examples must still schedule)."""
+    cluster.kubectl("label", "node", "kwok-node-0", "pool=inference", "--overwrite")
+
+
+@pytest.mark.usefixtures("labelled_node")
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_becomes_ready(cluster: Cluster, namespace: str, path: Path) -> None:
+    example: dict[str, Any] = yaml.safe_load(path.read_text())
+    example["metadata"]["namespace"] = namespace
+    name = example["metadata"]["name"]
+    prerequisites(cluster, example, namespace)
+    out = cluster.apply(example)
+    assert f"inferenceservice.serving.modelfleet.dev/{name} created" in out
+
+    found = wait_ready(cluster, namespace, name)
+    status = found["status"]
+    predictor = example["spec"]["predictor"]
+    want = predictor.get("minReplicas", 1)
+    pods = cluster.list("pods", namespace, f"serving.modelfleet.dev/inferenceservice={name}")
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert len(running) == want, [p["metadata"]["name"] for p in pods]
+    for pod in running:
+        assert pod["spec"]["nodeName"] == "kwok-node-0"
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert status["replicas"] == want
+    assert status["url"].startswith(f"http://{name}.{namespace}.svc")
+
+    table = cluster.kubectl("get", "isvc", name, "-n", namespace).stdout.splitlines()
+    header, row = table[0].split(), table[1].split()
+    assert header[:5] == ["NAME", "URL", "READY", "VERSIONS", "REPLICAS"], table
+    assert row[0] == name and row[1] == status["url"] and row[2] == "True"
+    assert row[3] == status["modelVersions"] and row[4] == str(want), table
+
+
+def test_the_real_pod_security_admission_is_on(cluster: Cluster, namespace: str) -> None:
+    """The control: a root pod in the same kind of namespace is refused by PodSecurity."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox",
+                    "securityContext": {"runAsUser": 0, "privileged": True},
+                }
+            ]
+        },
+    }
+    with pytest.raises(CommandFailed) as refused:
+        cluster.apply(pod, namespace=namespace)
+    assert 'violates PodSecurity "restricted:latest"' in str(refused.value)
