@@ -34,7 +34,7 @@ import kopf
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.kube import KubeClient, Manifest
+from modelfleet_operator.kube import KubeClient, Manifest, NamespaceTerminating
 from modelfleet_operator.metrics import CountingApplier, OperatorMetrics, serve
 from modelfleet_operator.peering import Peering, active
 from modelfleet_operator.reconcile import ISVC, Outcome, Runtime, build_runtime, reconcile
@@ -176,7 +176,11 @@ async def trigger(rt: Runtime, namespace: str, name: str, options: LiveOptions) 
             body["metadata"].get("annotations") or {}
         ):
             return  # kopf has not handled its creation yet; its handler will reconcile
-        outcome = await _reconcile_with_retries(rt, body, options.retries)
+        try:
+            outcome = await _reconcile_with_retries(rt, body, options.retries)
+        except NamespaceTerminating:
+            log.debug("%s/%s: its namespace is being deleted; nothing to do", namespace, name)
+            return
     report(body, outcome)
 
 
@@ -209,7 +213,11 @@ async def handle_isvc(body: kopf.Body, rt: Runtime) -> None:
         # Another trigger may have written status since kopf got this body: compare against the
         # live object, or a stale status would be written twice.
         fresh = await rt.applier.get(ISVC, namespace, name)
-        outcome = await reconcile(fresh if fresh is not None else dict(body), rt)
+        try:
+            outcome = await reconcile(fresh if fresh is not None else dict(body), rt)
+        except NamespaceTerminating:
+            log.debug("%s/%s: its namespace is being deleted; nothing to do", namespace, name)
+            return
     report(body, outcome)
     if outcome.invalid is not None:
         if outcome.status_written:

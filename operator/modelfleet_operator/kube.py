@@ -96,9 +96,32 @@ def retry_after(headers: Mapping[str, str]) -> float:
     return min(max(value, 0.5), MAX_RETRY_AFTER)
 
 
+class NamespaceTerminating(kopf.PermanentError):
+    """The namespace is being deleted: the API server refuses new objects in it (403, cause
+    ``NamespaceTerminating``) and everything in it is about to go. Not worth a retry, a log
+    line or an Event: a child deleted by the namespace controller triggers a reconcile that
+    would re-create it (seen on the real API server, never on the emulator)."""
+
+
+class Invalid(kopf.PermanentError):
+    """422: the API server refused the object as invalid."""
+
+
+def _terminating(status: int, text: str) -> bool:
+    if status != 403:
+        return False
+    try:
+        causes = (json.loads(text).get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
+
+
 def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
     """Turn an HTTP error status into the kopf error that says whether to retry and when."""
     message = f"API error {status}: {text[:300]}"
+    if _terminating(status, text):
+        return NamespaceTerminating(message)
     if status == 409:
         return kopf.TemporaryError(message, delay=CONFLICT_DELAY)
     if status == 429:
@@ -107,6 +130,8 @@ def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
         return kopf.TemporaryError(message, delay=SERVER_ERROR_DELAY)
     if status == 401:  # credentials the kubelet has not rotated in yet: try again later
         return kopf.TemporaryError(message, delay=UNAUTHORIZED_DELAY)
+    if status == 422:
+        return Invalid(message)
     return kopf.PermanentError(message)
 
 
@@ -197,6 +222,16 @@ class KubeClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
+        """Server-side apply; an apply refused as invalid is repaired once (see below)."""
+        try:
+            return await self._apply(ref, manifest)
+        except Invalid as refused:
+            if not await self._repair(ref, manifest):
+                raise
+            log.warning("Repaired %s %s after: %s", ref.kind, manifest["metadata"]["name"], refused)
+            return await self._apply(ref, manifest)
+
+    async def _apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
         result = await self._request(
             "PATCH",
@@ -207,6 +242,24 @@ class KubeClient:
         )
         assert result is not None  # 404 raises here: missing_ok is off
         return result
+
+    async def _repair(self, ref: KindRef, manifest: Manifest) -> bool:
+        """Put back our ``spec`` with a JSON merge patch, which replaces lists whole.
+
+        Needed where someone else edited the key of an entry in a keyed list: a Service port
+        changed from 80 to 8888 by ``kubectl patch`` is a new entry owned by kubectl, which
+        a forced apply keeps beside ours (80), so the apply is refused for a duplicate port
+        name (422, seen on the real API server). False when the object does not exist."""
+        meta = manifest["metadata"]
+        found = await self._request(
+            "PATCH",
+            ref.path(meta["namespace"], meta["name"]),
+            missing_ok=True,
+            params={"fieldManager": FIELD_MANAGER},
+            data=json.dumps({"spec": manifest.get("spec") or {}}),
+            headers={"Content-Type": MERGE_CONTENT_TYPE},
+        )
+        return found is not None
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves ``plural`` in ``api_version`` (discovery: one GET,

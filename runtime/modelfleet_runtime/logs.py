@@ -10,6 +10,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -17,6 +18,11 @@ model_name: ContextVar[str | None] = ContextVar("model_name", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+NOT_LOGGED = frozenset({"settings", "k8s_skip"})
+"""Record attributes kept out of JSON lines: kopf's per-object loggers attach the operator's
+whole settings (not serialisable: every record failed to format, "--- Logging error ---") and
+a flag of its own. Their ``k8s_ref`` (kind, namespace, name, uid) is kept: it says which
+object a line is about."""
 
 
 class ContextFilter(logging.Filter):
@@ -39,7 +45,11 @@ def configure(level: str, fmt: str, model: str | None = None) -> None:
     handler.addFilter(ContextFilter())
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
+            JsonFormatter(
+                JSON_FIELDS,
+                rename_fields={"levelname": "level", "name": "logger", "k8s_ref": "object"},
+                reserved_attrs=[*RESERVED_ATTRS, *NOT_LOGGED],
+            )
         )
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))

@@ -385,6 +385,9 @@ def commands(binaries: dict[str, Path], home: Path, ports: dict[str, int]) -> di
             f"--etcd-servers={etcd_client}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # A loopback advertise address is refused by the endpoint reconciler, which keeps
+            # the default/kubernetes Endpoints: nothing here routes to it, so it is off.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={ports['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",

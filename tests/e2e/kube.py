@@ -138,6 +138,9 @@ class AuditEvent:
     resource: str
     namespace: str
     name: str
+    decision: str
+    """The authorizer's word (``allow``/``forbid``): a 403 from admission (a namespace being
+    deleted) is allowed by RBAC and refused later."""
 
     @classmethod
     def parse(cls, line: str) -> AuditEvent:
@@ -151,6 +154,7 @@ class AuditEvent:
             resource="/".join(filter(None, [ref.get("resource"), ref.get("subresource")])),
             namespace=ref.get("namespace", ""),
             name=ref.get("name", ""),
+            decision=(raw.get("annotations") or {}).get("authorization.k8s.io/decision", ""),
         )
 
 
@@ -175,5 +179,5 @@ class AuditLog:
         return [e for e in self.events() if e.user == OPERATOR_USER and e.verb in WRITE_VERBS]
 
     def operator_refusals(self) -> list[AuditEvent]:
-        """The operator's requests the RBAC authorizer refused (403)."""
-        return [e for e in self.events() if e.user == OPERATOR_USER and e.code == 403]
+        """The operator's requests the RBAC authorizer refused."""
+        return [e for e in self.events() if e.user == OPERATOR_USER and e.decision == "forbid"]

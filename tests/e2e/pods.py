@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -120,9 +121,13 @@ def _volumes(
 
 
 def _rewrite(value: str, replacements: Mapping[str, str]) -> str:
-    for old, new in replacements.items():
-        value = value.replace(old, new)
-    return value
+    """Each key replaced once, the longest first (``/tmp`` must not rewrite the local folder
+    that ``/var/run/...`` was just moved to)."""
+    if not replacements:
+        return value
+    keys = sorted(replacements, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(k) for k in keys))
+    return pattern.sub(lambda match: replacements[match.group(0)], value)
 
 
 def start_container(
@@ -144,8 +149,7 @@ def start_container(
     mounts = _volumes(cluster, namespace, spec, chosen, root / "volumes")
     ports = {p["containerPort"]: free_port() for p in chosen.get("ports") or []}
     named = {p["name"]: p["containerPort"] for p in chosen.get("ports") or [] if "name" in p}
-    # Longest mount paths first, so /a/b is not rewritten as /a's folder + /b.
-    replacements = dict(sorted(mounts.items(), key=lambda kv: -len(kv[0])))
+    replacements = dict(mounts)
     replacements.update(addresses or {})
     replacements.update(
         {f"0.0.0.0:{inner}": f"127.0.0.1:{outer}" for inner, outer in ports.items()}

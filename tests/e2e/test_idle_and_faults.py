@@ -37,13 +37,21 @@ def all_ready(cluster: Cluster, namespace: str, names: list[str]) -> bool:
     return set(names) <= ready
 
 
-def children_per_owner(cluster: Cluster, namespace: str) -> dict[tuple[str, str], int]:
-    """(kind, InferenceService) -> how many managed Deployments/Services it has."""
-    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+def children(cluster: Cluster, namespace: str) -> dict[str, set[str]]:
+    """InferenceService -> the names of its managed Deployments and Services."""
+    found: dict[str, set[str]] = collections.defaultdict(set)
     for kind in ("deployments", "services"):
         for item in cluster.list(kind, namespace, ISVC_LABEL):
-            counts[(kind, item["metadata"]["labels"][ISVC_LABEL])] += 1
-    return dict(counts)
+            found[item["metadata"]["labels"][ISVC_LABEL]].add(f"{kind}/{item['metadata']['name']}")
+    return dict(found)
+
+
+def expected_children(names: list[str]) -> dict[str, set[str]]:
+    """One Deployment; the Service and, with the Gateway API installed, the HTTPRoute's
+    backend Service."""
+    return {
+        n: {f"deployments/{n}-predictor", f"services/{n}", f"services/{n}-predictor"} for n in names
+    }
 
 
 def apply_many(cluster: Cluster, namespace: str, count: int, prefix: str) -> list[str]:
@@ -83,14 +91,11 @@ def test_operator_killed_mid_reconcile(
         every=0.02,
     )
     operator.kill(signal.SIGKILL)
-    partial = children_per_owner(cluster, namespace)
+    partial = children(cluster, namespace)
     operator.start()
     wait_for(lambda: all_ready(cluster, namespace, names), 180, "all Ready after restart", 1)
-    counts = children_per_owner(cluster, namespace)
-    assert counts == {(kind, n): 1 for n in names for kind in ("deployments", "services")}, (
-        partial,
-        counts,
-    )
+    assert partial != expected_children(names), "the kill came too late to test anything"
+    assert children(cluster, namespace) == expected_children(names)
 
 
 @pytest.mark.timeout(400)
@@ -123,6 +128,4 @@ def test_api_server_outage(cluster: Cluster, operator: Operator, namespace: str)
     )
     wait_ready(cluster, namespace, "after-outage", timeout=60)
     wait_for(lambda: all_ready(cluster, namespace, names), 60, "all Ready after the outage", 1)
-    counts = children_per_owner(cluster, namespace)
-    want = [*names, "after-outage"]
-    assert counts == {(kind, n): 1 for n in want for kind in ("deployments", "services")}
+    assert children(cluster, namespace) == expected_children([*names, "after-outage"])
