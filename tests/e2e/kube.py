@@ -138,6 +138,10 @@ class AuditEvent:
     resource: str
     namespace: str
     name: str
+    received: str
+    """When the API server received the request (RFC 3339, microseconds)."""
+    completed: str
+    """When it answered (the ResponseComplete stage)."""
     decision: str
     """The authorizer's word (``allow``/``forbid``): a 403 from admission (a namespace being
     deleted) is allowed by RBAC and refused later."""
@@ -154,6 +158,8 @@ class AuditEvent:
             resource="/".join(filter(None, [ref.get("resource"), ref.get("subresource")])),
             namespace=ref.get("namespace", ""),
             name=ref.get("name", ""),
+            received=raw.get("requestReceivedTimestamp", ""),
+            completed=raw.get("stageTimestamp", ""),
             decision=(raw.get("annotations") or {}).get("authorization.k8s.io/decision", ""),
         )
 

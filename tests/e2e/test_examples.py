@@ -105,6 +105,11 @@ def test_example_becomes_ready(cluster: Cluster, namespace: str, path: Path) -> 
         assert pod["spec"]["nodeName"] == "kwok-node-0"
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert status["replicas"] == want
+    assert not found["metadata"].get("finalizers"), "deletion must not wait for the operator"
+    for child in [*deployments, *cluster.list("services", namespace, f"{ISVC_LABEL}={name}")]:
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["uid"] == found["metadata"]["uid"] and owner["kind"] == "InferenceService"
+        assert owner["controller"] is True and owner["blockOwnerDeletion"] is True
     assert status["url"] == f"http://{name}.{namespace}.svc.cluster.local"
 
     row = printed_columns(cluster.kubectl("get", "isvc", name, "-n", namespace).stdout)

@@ -21,6 +21,7 @@ from tests.e2e.kube import Cluster, wait_for
 
 ISVC_LABEL = "serving.modelfleet.dev/inferenceservice"
 IDLE_WINDOW = 60.0
+SPELLINGS = {"limits": {"cpu": "1000m", "memory": "1024Mi"}, "requests": {"cpu": "0.5"}}
 API_OUTAGE = 15.0
 
 
@@ -62,8 +63,18 @@ def apply_many(cluster: Cluster, namespace: str, count: int, prefix: str) -> lis
 
 @pytest.mark.timeout(400)
 def test_idle_operator_writes_nothing(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    names = apply_many(cluster, namespace, 20, "idle")
+    # Half spell their resources as users do; the API server stores 1000m as 1 and 1024Mi as
+    # 1Gi, which must not read as drift.
+    names = [f"idle-{i:02d}" for i in range(20)]
+    bodies = [isvc(n, minReplicas=1) for n in names]
+    for body in bodies[::2]:
+        body["spec"]["predictor"]["model"]["resources"] = SPELLINGS
+    cluster.apply(*bodies, namespace=namespace)
     wait_for(lambda: all_ready(cluster, namespace, names), 180, "20 InferenceServices Ready", 1)
+    stored = cluster.get("deployment", "idle-00-predictor", namespace)
+    assert stored is not None
+    limits = stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "1", "memory": "1Gi"}
     audit = cluster.audit()  # counts from here on
     # A window of time is what this test measures: no condition can stand in for it.
     deadline = time.monotonic() + IDLE_WINDOW

@@ -110,3 +110,38 @@ def test_versions_rule_refuses_specific_without_versions(cluster: Cluster, names
     with pytest.raises(CommandFailed) as refused:
         cluster.apply(body, namespace=namespace)
     assert "policy 'specific' needs at least one version" in str(refused.value)
+
+
+def test_one_status_write_per_invalid_spec_and_a_fix_recovers(
+    cluster: Cluster, namespace: str
+) -> None:
+    """No retry storm: an invalid spec gets one status write (and one Event); fixing the spec
+    is reconciled like any change."""
+    audit = cluster.audit()
+    body = isvc("fixme")
+    body["spec"]["predictor"]["model"]["modelFormat"] = {"name": "sklearn"}
+    cluster.apply(body, namespace=namespace)
+
+    def invalid() -> bool:
+        condition = ready_condition(cluster, namespace, "fixme")
+        return bool(condition and condition["reason"] == "InvalidSpec")
+
+    wait_for(invalid, 30, "InvalidSpec")
+    cluster.apply(isvc("bystander", minReplicas=1), namespace=namespace)
+    wait_ready(cluster, namespace, "bystander")  # time enough for a storm to show
+    writes = [
+        w.resource
+        for w in audit.operator_writes()
+        if w.namespace == namespace and w.name == "fixme"
+    ]
+    assert writes == ["inferenceservices/status"] or sorted(writes) == sorted(
+        ["inferenceservices", "inferenceservices/status"]  # kopf's own annotation, once
+    ), writes
+    assert (
+        cluster.list("deployments", namespace, "serving.modelfleet.dev/inferenceservice=fixme")
+        == []
+    )
+
+    body["spec"]["predictor"]["model"]["modelFormat"] = {"name": "onnx"}
+    cluster.apply(body, namespace=namespace)
+    wait_ready(cluster, namespace, "fixme")

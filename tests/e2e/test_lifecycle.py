@@ -138,6 +138,20 @@ def test_drift_is_undone_within_ten_seconds(cluster: Cluster, namespace: str) ->
         ),
     )
 
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    cluster.kubectl(
+        "set", "image", "deployment/drift-predictor", "runtime=evil:latest", "-n", namespace
+    )
+    _restored_within(
+        "the image reverted",
+        lambda: (
+            (cluster.get("deployment", "drift-predictor", namespace) or {})["spec"]["template"][
+                "spec"
+            ]["containers"][0]["image"]
+            == image
+        ),
+    )
+
     cluster.kubectl("scale", "deployment", "drift-predictor", "-n", namespace, "--replicas=5")
     _restored_within(
         "replicas scaled back to 2",

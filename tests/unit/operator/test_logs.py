@@ -8,6 +8,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -31,8 +32,11 @@ def captured() -> Iterator[io.StringIO]:
 
 
 def test_kopf_object_records_are_json_lines_naming_their_object(captured: io.StringIO) -> None:
-    body = {"kind": "InferenceService", "metadata": {"name": "iris", "namespace": "ml", "uid": "u1"}}
-    logger = ObjectLogger(body=kopf.RawBody(body), settings=kopf.OperatorSettings())  # type: ignore[arg-type]
+    raw: dict[str, Any] = {
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "ml", "uid": "u1"},
+    }
+    logger = ObjectLogger(body=kopf.Body(cast(kopf.RawBody, raw)), settings=kopf.OperatorSettings())
     logger.warning("Handler %s failed", "reconcile")
     (line,) = captured.getvalue().splitlines()
     record = json.loads(line)
