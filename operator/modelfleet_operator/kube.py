@@ -171,7 +171,11 @@ class KubeClient:
     def __init__(self, login: Callable[[], kopf.ConnectionInfo], *, timeout: float = 10.0) -> None:
         self._login = login
         self._info = login()
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Per socket operation, not in total: a total timeout also counts the wait for a free
+        # connection of the pool, so under a burst (200 InferenceServices at once, 32
+        # connections, a busy real API server) requests timed out before they were sent. A
+        # hung request still times out: no byte within ``timeout``.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:

@@ -364,6 +364,23 @@ def stages(kwok_module: Path) -> str:
 def commands(binaries: dict[str, Path], home: Path, ports: dict[str, int]) -> dict[str, list[str]]:
     """Each component's command line; everything binds to 127.0.0.1."""
     pki = home / "pki"
+
+    def controller(name: str, port: int) -> list[str]:
+        """The flags kube-controller-manager and kube-scheduler share: their kubeconfig for
+        everything, loopback only, one instance (no leader election)."""
+        config = home / f"{name}.kubeconfig"
+        return [
+            str(binaries[name]),
+            *(
+                f"--{kind}={config}"
+                for kind in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig")
+            ),
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+
     etcd_client = f"http://127.0.0.1:{ports['etcd']}"
     etcd_peer = f"http://127.0.0.1:{ports['etcd-peer']}"
     return {
@@ -405,31 +422,13 @@ def commands(binaries: dict[str, Path], home: Path, ports: dict[str, int]) -> di
             "--profiling=false",
         ],
         "kube-controller-manager": [
-            str(binaries["kube-controller-manager"]),
-            *(
-                f"--{flag}={home / 'kube-controller-manager.kubeconfig'}"
-                for flag in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig")
-            ),
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['controller-manager']}",
-            "--leader-elect=false",
+            *controller("kube-controller-manager", ports["controller-manager"]),
             "--controllers=*",
             "--use-service-account-credentials=true",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
-            "--profiling=false",
         ],
-        "kube-scheduler": [
-            str(binaries["kube-scheduler"]),
-            *(
-                f"--{flag}={home / 'kube-scheduler.kubeconfig'}"
-                for flag in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig")
-            ),
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ],
+        "kube-scheduler": controller("kube-scheduler", ports["scheduler"]),
         "kwok": [
             str(binaries["kwok"]),
             f"--kubeconfig={home / 'kwok.kubeconfig'}",

@@ -47,6 +47,16 @@ def canary(cluster: Cluster, namespace: str, name: str) -> Manifest:
     return wait_ready(cluster, namespace, name)
 
 
+def wait_only_model(cluster: Cluster, namespace: str, model: tuple[str, str]) -> None:
+    """Until the five Ready pods all serve ``model`` and the canary Deployment is gone."""
+    wait_for(lambda: ready_pods_by_model(cluster, namespace, "iris") == {model: 5}, 60, f"{model}")
+    wait_for(
+        lambda: cluster.get("deployment", "iris-predictor-canary", namespace) is None,
+        30,
+        "the canary Deployment removed",
+    )
+
+
 def patch_spec(cluster: Cluster, namespace: str, name: str, predictor: dict[str, Any]) -> None:
     patch = json.dumps({"spec": {"predictor": predictor}})
     cluster.kubectl("patch", "isvc", name, "-n", namespace, "--type=merge", "-p", patch)
@@ -67,16 +77,7 @@ def test_canary_split_then_promotion(cluster: Cluster, namespace: str) -> None:
     assert weights == [20, 80]
 
     patch_spec(cluster, namespace, "iris", {"canaryTrafficPercent": 100})
-    wait_for(
-        lambda: ready_pods_by_model(cluster, namespace, "iris") == {v3: 5},
-        60,
-        "only the canary model's pods",
-    )
-    wait_for(
-        lambda: cluster.get("deployment", "iris-predictor-canary", namespace) is None,
-        30,
-        "the canary Deployment removed",
-    )
+    wait_only_model(cluster, namespace, v3)
     wait_ready(cluster, namespace, "iris")
     assert ready_pods_by_model(cluster, namespace, "iris") == {v3: 5}
 
@@ -86,17 +87,7 @@ def test_canary_rollback(cluster: Cluster, namespace: str) -> None:
     stable_before = cluster.get("deployment", "iris-predictor", namespace)
     assert stable_before is not None
     patch_spec(cluster, namespace, "iris", {"canaryTrafficPercent": 0})
-    v2 = ("s3://models/iris", "[2]")
-    wait_for(
-        lambda: ready_pods_by_model(cluster, namespace, "iris") == {v2: 5},
-        60,
-        "only the stable model's pods",
-    )
-    wait_for(
-        lambda: cluster.get("deployment", "iris-predictor-canary", namespace) is None,
-        30,
-        "the canary Deployment removed",
-    )
+    wait_only_model(cluster, namespace, ("s3://models/iris", "[2]"))
     stable_after = cluster.get("deployment", "iris-predictor", namespace)
     assert stable_after is not None
     # The stable Deployment's pods never changed: same template, same ReplicaSet.
