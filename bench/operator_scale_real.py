@@ -23,7 +23,6 @@ import collections
 import concurrent.futures
 import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,21 +53,6 @@ _spec.loader.exec_module(_cluster)
 Api = _cluster.Api
 
 
-def cluster() -> Cluster:
-    up = subprocess.run([CLUSTER_SCRIPT, "up"], check=True, capture_output=True, text=True)
-    kubeconfig = Path(up.stdout.strip().splitlines()[-1].split("=", 1)[1])
-    state = json.loads(
-        subprocess.run([CLUSTER_SCRIPT, "status"], check=True, capture_output=True).stdout
-    )
-    return Cluster(
-        kubeconfig.parent,
-        kubeconfig,
-        Path(state["tools"]["kubectl"]),
-        Path(state["tools"]["helm"]),
-        state,
-    )
-
-
 def ready_count(c: Cluster) -> int:
     items = json.loads(c.kubectl("get", "isvc", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     return sum(
@@ -86,7 +70,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
-    c = cluster()
+    c = Cluster.up(CLUSTER_SCRIPT)
     c.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=300s")
     c.helm("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "--wait")
     create_namespace(c, SYSTEM_NAMESPACE)

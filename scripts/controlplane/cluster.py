@@ -142,12 +142,21 @@ def build_wrapper(name: str) -> Path:
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
         try:
-            for binary, package in spec["packages"].items():
-                command = ["go", "build", "-trimpath", "-ldflags", spec["ldflags"]]
-                if "tags" in spec:
-                    command += ["-tags", spec["tags"]]
+            command = ["go", "build", "-trimpath", "-ldflags", spec["ldflags"]]
+            if "tags" in spec:
+                command += ["-tags", spec["tags"]]
+            packages: dict[str, str] = spec["packages"]
+            # One invocation for all of a wrapper's commands: their shared packages compile
+            # once, in parallel (three separate builds of the kubernetes wrapper took 734 s
+            # cold, one took 595 s). With several packages, -o DIR/ names each binary after
+            # its package (kube-apiserver, ...); a lone one is named explicitly (etcd's
+            # package path ends in v3).
+            if len(packages) == 1:
+                ((binary, package),) = packages.items()
                 command += ["-o", str(staging / binary), package]
-                subprocess.run(command, cwd=HERE / name, env=go_env(), check=True)
+            else:
+                command += ["-o", f"{staging}/", *packages.values()]
+            subprocess.run(command, cwd=HERE / name, env=go_env(), check=True)
             staging.rename(dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -49,20 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     before = subprocess.run([CLUSTER_SCRIPT, "status"], capture_output=True, text=True)
-    up = subprocess.run([CLUSTER_SCRIPT, "up"], capture_output=True, text=True, timeout=900)
-    if up.returncode != 0:
-        pytest.fail(f"scripts/cluster up failed ({up.returncode}):\n{up.stderr[-5000:]}")
-    assert up.stdout.strip().splitlines()[-1].startswith("export KUBECONFIG="), up.stdout
-    kubeconfig = Path(up.stdout.strip().splitlines()[-1].split("=", 1)[1])
-    status = subprocess.run([CLUSTER_SCRIPT, "status"], capture_output=True, text=True, check=True)
-    state = json.loads(status.stdout)
-    yield Cluster(
-        home=kubeconfig.parent,
-        kubeconfig=kubeconfig,
-        kubectl_path=Path(state["tools"]["kubectl"]),
-        helm_path=Path(state["tools"]["helm"]),
-        state=state,
-    )
+    yield Cluster.up(CLUSTER_SCRIPT)
     if before.returncode != 0 and not os.environ.get("MODELFLEET_KEEP_CLUSTER"):
         subprocess.run([CLUSTER_SCRIPT, "down"], check=True, timeout=120)
 

@@ -128,6 +128,22 @@ class Cluster:
     def audit(self) -> AuditLog:
         return AuditLog(self.home / "audit.log")
 
+    @classmethod
+    def up(cls, script: Path) -> Cluster:
+        """``scripts/cluster up`` (starting one or reusing the running one), then its state."""
+        started = subprocess.run([script, "up"], capture_output=True, text=True, timeout=900)
+        if started.returncode != 0:
+            raise AssertionError(f"{script} up failed:\n{started.stderr[-5000:]}")
+        last = started.stdout.strip().splitlines()[-1]
+        assert last.startswith("export KUBECONFIG="), started.stdout
+        kubeconfig = Path(last.split("=", 1)[1])
+        status = subprocess.run([script, "status"], capture_output=True, text=True, check=True)
+        state = json.loads(status.stdout)
+        tools = state["tools"]
+        return cls(
+            kubeconfig.parent, kubeconfig, Path(tools["kubectl"]), Path(tools["helm"]), state
+        )
+
 
 @dataclass
 class AuditEvent:
