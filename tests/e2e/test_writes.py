@@ -4,6 +4,7 @@ autoscalers at once."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -66,7 +67,7 @@ def test_hpa_keda_switch_never_overlaps(cluster: Cluster, namespace: str) -> Non
     audit = cluster.audit()
     for metric, present, gone in (("rps", "scaledobject", "hpa"), ("cpu", "hpa", "scaledobject")):
         patch_predictor(cluster, namespace, "iris", scaleMetric=metric)
-        wait_for(lambda p=present: cluster.get(p, "iris-predictor", namespace), 30, present)  # type: ignore[misc]
+        wait_for(functools.partial(cluster.get, present, "iris-predictor", namespace), 30, present)
         assert cluster.get(gone, "iris-predictor", namespace) is None
     # From the audit log: each autoscaler is deleted (answered) before the other is created.
     steps = [
