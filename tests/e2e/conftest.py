@@ -23,11 +23,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.kube import Cluster, Manifest, wait_for
 from tests.e2e.pods import LocalPod, start_container
+from tests.helpers.waiting import http_status
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO / "scripts" / "cluster"
@@ -137,7 +137,10 @@ class Operator:
         )
         pod = self.pod
         wait_for(
-            lambda: pod.process.poll() is not None or _ok(pod.probe_url("readinessProbe")),
+            lambda: (
+                pod.process.poll() is not None
+                or http_status(pod.probe_url("readinessProbe")) == 200
+            ),
             60,
             "the operator's health endpoint",
         )
@@ -154,13 +157,6 @@ class Operator:
 
     def output(self) -> str:
         return self.pod.output() if self.pod is not None else ""
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="session")

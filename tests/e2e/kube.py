@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from tests.helpers.waiting import wait_until
 
 T = TypeVar("T")
 Manifest = dict[str, Any]
@@ -26,15 +27,9 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollectio
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    """``wait_until`` polling every 0.2 s by default: each poll here is a kubectl process."""
+    result: T = wait_until(condition, timeout, what, interval=every)
+    return result
 
 
 class CommandFailed(AssertionError):

@@ -25,6 +25,7 @@ from modelfleet_operator.render import render
 from modelfleet_operator.spec import parse
 from tests.e2e.conftest import isvc
 from tests.e2e.kube import Cluster, CommandFailed, wait_for
+from tests.helpers.spec_edits import EDITS, ready
 
 pytestmark = pytest.mark.timeout(600)
 KINDS = {
@@ -35,20 +36,7 @@ KINDS = {
     "scaledobjects": "ScaledObject",
     "httproutes": "HTTPRoute",
 }
-EDITS = st.one_of(
-    st.builds(lambda n: {"maxReplicas": n}, st.integers(1, 5)),
-    st.builds(lambda n: {"minReplicas": n}, st.integers(0, 3)),
-    st.sampled_from([{"scaleMetric": m} for m in ("cpu", "memory", "rps", "concurrency")]),
-    st.sampled_from([{"canaryTrafficPercent": p} for p in (None, 0, 30, 100)]),
-    st.builds(lambda v: {"model": {"storageUri": f"s3://models/iris-v{v}"}}, st.integers(1, 3)),
-)
 NAMES = (f"gen-{i}" for i in itertools.count())
-
-
-def ready(body: dict[str, Any]) -> dict[str, Any]:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    found: dict[str, Any] = {c["type"]: c for c in conditions}.get("Ready", {})
-    return found
 
 
 def caught_up(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:

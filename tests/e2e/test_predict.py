@@ -24,6 +24,7 @@ from tests.e2e.conftest import REPO, wait_ready
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.pods import start_container
 from tests.helpers.aws import CREDENTIALS, s3_client
+from tests.helpers.waiting import http_status
 
 pytestmark = pytest.mark.timeout(300)
 IRIS = REPO / "runtime" / "modelfleet_runtime" / "examples" / "iris.onnx"
@@ -76,10 +77,10 @@ def _serve_and_predict(
     try:
         ready = pod.probe_url("readinessProbe")
         assert ready.endswith("/v2/health/ready")
-        wait_for(lambda: pod.process.poll() is not None or _status(ready) == 200, 60, "ready")
+        wait_for(lambda: pod.process.poll() is not None or http_status(ready) == 200, 60, "ready")
         assert pod.process.poll() is None, pod.output()[-4000:]
-        assert _status(pod.probe_url("livenessProbe")) == 200
-        assert _status(pod.probe_url("startupProbe")) == 200
+        assert http_status(pod.probe_url("livenessProbe")) == 200
+        assert http_status(pod.probe_url("startupProbe")) == 200
         response = httpx.post(
             f"{pod.url('http')}/v2/models/{isvc}/infer",
             json=README_REQUEST,
@@ -91,13 +92,6 @@ def _serve_and_predict(
         return body
     finally:
         pod.stop()
-
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.TransportError:
-        return 0
 
 
 def test_plain_example_serves_the_readme_call(

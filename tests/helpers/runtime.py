@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,9 @@ from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from tests.helpers import onnx_models
+from tests.helpers.waiting import http_status, wait_until
+
+__all__ = ["wait_until"]  # re-exported: most tests import it from here
 
 
 @dataclass
@@ -78,17 +80,6 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
-def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition()`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
     """SIGTERM, then SIGKILL if ``process`` has not exited after ``timeout`` s; reaps it.
     ``communicate``, not ``wait``: it drains a piped stdout, which could otherwise fill up and
@@ -99,13 +90,6 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
-
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=1).status_code
-    except httpx.TransportError:
-        return 0
 
 
 @contextmanager
@@ -123,11 +107,11 @@ def serve_process(
     served = Served(process, f"http://127.0.0.1:{port}", log)
     try:
         live = f"{served.url}/v2/health/live"
-        wait_until(lambda: process.poll() is not None or _status(live) == 200, 30, "live")
+        wait_until(lambda: process.poll() is not None or http_status(live) == 200, 30, "live")
         assert process.poll() is None, served.output()
         if wait_ready:
             ready = f"{served.url}/v2/health/ready"
-            wait_until(lambda: _status(ready) == 200, 30, "ready")
+            wait_until(lambda: http_status(ready) == 200, 30, "ready")
         yield served
     finally:
         stop_process(process)

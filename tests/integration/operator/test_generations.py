@@ -22,6 +22,7 @@ from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.handlers import LiveOptions
 from modelfleet_operator.render import render
 from modelfleet_operator.spec import parse
+from tests.helpers.spec_edits import EDITS, ready
 from tests.integration.operator.conftest import (
     DEPLOYMENTS,
     HPAS,
@@ -43,20 +44,7 @@ CHILDREN = {
     "PodDisruptionBudget": PDBS,
     "ScaledObject": SCALEDOBJECTS,
 }
-EDITS = st.one_of(
-    st.builds(lambda n: {"maxReplicas": n}, st.integers(1, 5)),
-    st.builds(lambda n: {"minReplicas": n}, st.integers(0, 3)),
-    st.sampled_from([{"scaleMetric": m} for m in ("cpu", "memory", "rps", "concurrency")]),
-    st.sampled_from([{"canaryTrafficPercent": p} for p in (None, 0, 30, 100)]),
-    st.builds(lambda v: {"model": {"storageUri": f"s3://models/iris-v{v}"}}, st.integers(1, 3)),
-)
 PAUSES = st.sampled_from([0.0, 0.0, 0.05, 0.3])  # mostly back to back: edits overtake reconciles
-
-
-def ready(body: dict[str, Any]) -> dict[str, Any]:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    found: dict[str, Any] = {c["type"]: c for c in conditions}.get("Ready", {})
-    return found
 
 
 def caught_up(cluster: Cluster) -> dict[str, Any] | None:
