@@ -21,6 +21,7 @@ USAGE = """usage: modelfleet COMMAND [OPTIONS]
 
 commands:
   serve      serve a model over HTTP (the bundled iris example by default)
+  models     push model versions to storage (s3, gs, file, oci), list them, show one
   operator   run the Kubernetes operator
   render     print the objects the operator would apply for an InferenceService
   crd        print the InferenceService CustomResourceDefinition
@@ -69,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve_command(rest)
+    if command == "models":
+        from modelfleet_runtime.catalog.cli import models_command
+
+        logs.configure("warning", "text", None)
+        return models_command(rest)
     for entry in entry_points(group="modelfleet.commands"):
         if entry.name == command:
             try:

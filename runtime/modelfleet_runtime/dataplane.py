@@ -59,9 +59,8 @@ def _check_input(spec: TensorSpec, array: np.ndarray[Any, Any]) -> None:
     if got != spec.datatype:
         raise BadRequestError(f"input '{spec.name}': expected datatype {spec.datatype}, got {got}")
     if not spec.accepts(array.shape):
-        want = [-1 if d is None else d for d in spec.shape]
         raise BadRequestError(
-            f"input '{spec.name}': expected shape {want}, got {list(array.shape)}"
+            f"input '{spec.name}': expected shape {spec.wire()['shape']}, got {list(array.shape)}"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from ..config import Settings
 from . import gcs, https, local, s3
@@ -20,9 +21,10 @@ from .base import (
     StorageError,
     UnavailableError,
     UnsafePathError,
+    WritableStore,
 )
 from .layout import StoreSource
-from .uri import ParsedUri, check_hosts, check_scheme, parse_uri
+from .uri import ParsedUri, check_hosts, check_scheme, parse_uri, split_single
 
 __all__ = [
     "AccessDeniedError",
@@ -36,7 +38,9 @@ __all__ = [
     "StorageError",
     "UnavailableError",
     "UnsafePathError",
+    "WritableStore",
     "open_source",
+    "open_writable",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,3 +76,33 @@ def open_source(settings: Settings) -> ModelSource:
     check_hosts(store.location, store.hosts, settings.allowed_hosts)
     log.info("model storage: %s", parsed.redacted)
     return StoreSource(parsed.redacted, store, settings, single_key=single_key)
+
+
+WRITERS: dict[str, Callable[[ParsedUri, Settings], WritableStore]] = {
+    "s3": lambda parsed, settings: s3.open_store(parsed, settings)[0],
+    "gs": lambda parsed, settings: gcs.GcsStore(
+        parsed.host, parsed.path, settings, scope=gcs.WRITE_SCOPE
+    ),
+    "file": lambda parsed, settings: local.open_store(parsed, settings)[0],
+}
+"""The schemes ``modelfleet models push`` writes to (oci:// has its own protocol)."""
+
+
+def open_writable(uri: str, settings: Settings) -> WritableStore:
+    """The store of the repository folder ``uri``, for pushing versions into it."""
+    parsed = parse_uri(uri)
+    check_scheme(parsed, settings.allowed_schemes)
+    opener = WRITERS.get(parsed.scheme)
+    if opener is None:
+        raise InvalidUriError(
+            f"{parsed.redacted}: cannot push to {parsed.scheme}:// (pushable: "
+            f"{', '.join(sorted(WRITERS))}, oci)"
+        )
+    if split_single(parsed.path)[1] is not None or Path(parsed.path).is_file():
+        raise InvalidUriError(
+            f"{parsed.redacted}: names a file; push to the model's repository folder "
+            "(versions go in numbered folders under it)"
+        )
+    store = opener(parsed, settings)
+    check_hosts(store.location, store.hosts, settings.allowed_hosts)
+    return store

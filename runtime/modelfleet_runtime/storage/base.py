@@ -149,3 +149,18 @@ class ObjectStore(Protocol):
         """Write bytes ``[offset, offset + length)`` of ``key`` (the whole object when
         ``length`` is None and ``offset`` is 0, creating ``dest``) into ``dest`` at ``offset``."""
         ...
+
+
+class WritableStore(ObjectStore, Protocol):
+    """A store that ``modelfleet models push`` can write to (s3, gs, file). Writes never
+    replace an object that ``create`` made: that is what makes two concurrent pushes end as
+    two whole versions."""
+
+    def upload(self, key: str, source: Path) -> None:
+        """Write the file ``source`` to ``key`` (large files in parts where the store can)."""
+        ...
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``data`` to ``key`` only if no object is there (one atomic, conditional
+        write); False if one already is."""
+        ...

@@ -11,23 +11,24 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import urllib3
 
 from ..config import Settings
 from . import httpclient
-from .base import AccessDeniedError, ObjectInfo, ProgressFn, UnavailableError
+from .base import AccessDeniedError, ObjectInfo, ProgressFn, StorageError, UnavailableError
 from .uri import ParsedUri, netloc_of, split_single
 
-SCOPES = ["https://www.googleapis.com/auth/devstorage.read_only"]
+READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+WRITE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"  # models push only
 
 
 class _Token:
     """Bearer tokens from a credentials file, refreshed under a lock (threads share it)."""
 
-    def __init__(self, path: Path, pool: urllib3.PoolManager) -> None:
+    def __init__(self, path: Path, pool: urllib3.PoolManager, scope: str) -> None:
         import google.auth.exceptions
         import google.auth.transport.urllib3
         from google.oauth2 import service_account
@@ -37,7 +38,7 @@ class _Token:
         try:
             info = json.loads(path.read_text())
             load = service_account.Credentials.from_service_account_info
-            self._creds = load(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
+            self._creds = load(info, scopes=[scope])  # type: ignore[no-untyped-call]
         except (OSError, ValueError, KeyError, google.auth.exceptions.GoogleAuthError) as exc:
             raise AccessDeniedError(
                 f"GCS credentials file {path} is not a usable service-account key "
@@ -68,14 +69,17 @@ class GcsStore:
 
     ranged = True
 
-    def __init__(self, bucket: str, root: str, settings: Settings) -> None:
+    def __init__(
+        self, bucket: str, root: str, settings: Settings, *, scope: str = READ_SCOPE
+    ) -> None:
         self._bucket = bucket
         self._root = root.strip("/")
         self._api = settings.gcs_endpoint_url.rstrip("/") + "/storage/v1"
+        self._upload_api = settings.gcs_endpoint_url.rstrip("/") + "/upload/storage/v1"
         self._pool = httpclient.new_pool(settings.download_concurrency)
         self.location = f"gs://{bucket}/{self._root}".rstrip("/")
         self._token = (
-            _Token(settings.gcs_credentials_file, self._pool)
+            _Token(settings.gcs_credentials_file, self._pool, scope)
             if settings.gcs_credentials_file
             else None
         )
@@ -134,6 +138,34 @@ class GcsStore:
         httpclient.stream_to_file(
             response, dest, where, offset=offset, length=length, progress=progress
         )
+
+    def _insert(self, key: str, body: bytes | BinaryIO, size: int, **query: str) -> None:
+        """objects.insert, a simple media upload (one request, as ``gcloud storage cp``
+        sends objects up to a few GB)."""
+        where = f"gs://{self._bucket}/{self._name(key)}"
+        params = urlencode({"uploadType": "media", "name": self._name(key), **query})
+        url = f"{self._upload_api}/b/{quote(self._bucket, safe='')}/o?{params}"
+        headers = self._headers(where) | {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
+        response = httpclient.open_request(self._pool, "POST", url, where, headers, body)
+        response.drain_conn()
+        response.release_conn()
+
+    def upload(self, key: str, source: Path) -> None:
+        with source.open("rb") as body:
+            self._insert(key, body, source.stat().st_size)
+
+    def create(self, key: str, data: bytes) -> bool:
+        """objects.insert with ``ifGenerationMatch=0``: 412 when the object exists."""
+        try:
+            self._insert(key, data, len(data), ifGenerationMatch="0")
+        except StorageError as exc:
+            if exc.reason == httpclient.PRECONDITION_FAILED:
+                return False
+            raise
+        return True
 
 
 def _info(item: dict[str, Any], key: str) -> ObjectInfo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import urllib3
 
@@ -24,6 +25,8 @@ from .base import (
 
 _CHUNK = 1024 * 1024
 TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
+PRECONDITION_FAILED = "PreconditionFailed"
+"""The reason of a 412: a conditional write found the object already there."""
 
 
 class _RedactQuery(logging.Filter):
@@ -54,9 +57,22 @@ def open_get(
     pool: urllib3.PoolManager, url: str, where: str, headers: Mapping[str, str]
 ) -> urllib3.BaseHTTPResponse:
     """Start a GET; the body is left unread. Non-2xx statuses become StorageErrors."""
+    return open_request(pool, "GET", url, where, headers)
+
+
+def open_request(
+    pool: urllib3.PoolManager,
+    method: str,
+    url: str,
+    where: str,
+    headers: Mapping[str, str],
+    body: bytes | BinaryIO | None = None,
+) -> urllib3.BaseHTTPResponse:
+    """Send one request; the answer's body is left unread. Non-2xx statuses become
+    StorageErrors."""
     try:
         response = pool.request(
-            "GET", url, headers=dict(headers), preload_content=False, redirect=False
+            method, url, body=body, headers=dict(headers), preload_content=False, redirect=False
         )
     except urllib3.exceptions.HTTPError as exc:
         raise UnavailableError(f"{where}: cannot connect ({type(exc).__name__})") from None
@@ -75,6 +91,8 @@ def status_error(status: int, where: str) -> StorageError:
         return AccessDeniedError(f"{where}: access denied (HTTP {status}); check credentials")
     if status in (408, 429) or status >= 500:
         return UnavailableError(f"{where}: server unavailable (HTTP {status})")
+    if status == 412:
+        return StorageError(f"{where}: precondition failed (HTTP 412)", reason=PRECONDITION_FAILED)
     if 300 <= status < 400:
         return StorageError(
             f"{where}: the server redirects (HTTP {status}); redirects are not followed, "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from . import manifest
 from .archive import is_archive, unpack
 from .base import (
     IntegrityError,
@@ -53,7 +54,6 @@ MODEL_FILE = "model.onnx"
 ARCHIVE_DIR = ".archive"
 """Where a version that is one archive is downloaded, inside its temporary folder."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_HASH_CHUNK = 1024 * 1024
 
 
 class _Cancelled(Exception):
@@ -72,6 +72,9 @@ class StoreSource:
         self._settings = settings
         self._single_key = single_key
         self._base = settings.model_dir / _folder_name(settings.model_name, uri)
+        self._pushed = False
+        """Whether the repository holds pushed versions (``modelfleet models push``): then
+        every version must have its manifest and match it."""
 
     def _retrier(self) -> Retrier:
         s = self._settings
@@ -91,7 +94,13 @@ class StoreSource:
         objects = await self._retrier().call(
             self.uri, lambda: asyncio.to_thread(self._store.list, "")
         )
-        return group_versions(objects, where=self._store.location)
+        versions = group_versions(objects, where=self._store.location)
+        self._pushed = any(
+            f.path in (manifest.MANIFEST_FILE, manifest.CLAIM_FILE)
+            for files in version_files(objects, where=self._store.location).values()
+            for f in files
+        )
+        return versions
 
     def _remote_key(self, version: RemoteVersion, file: RemoteFile) -> str:
         if self._single_key is not None:
@@ -101,6 +110,9 @@ class StoreSource:
     async def fetch(self, version: RemoteVersion) -> Path:
         """Download, verify and promote ``version``; return its local model.onnx."""
         files = _checked_files(version, where=self._store.location)
+        has_manifest = any(f.path == manifest.MANIFEST_FILE for f in files)
+        if self._pushed and not has_manifest:  # refused before downloading anything
+            raise manifest.missing(self.uri, version.number)
         final = self._base / f"{version.number}-{version.fingerprint}"
         if final.is_dir():
             await self._check_digest(version.number, final / MODEL_FILE)
@@ -114,6 +126,10 @@ class StoreSource:
                 for archive in filter(_is_archive_file, files):
                     await asyncio.to_thread(unpack, tmp / archive.path, tmp, where=self.uri)
                     shutil.rmtree(tmp / ARCHIVE_DIR)
+                if has_manifest or (tmp / manifest.MANIFEST_FILE).is_file():
+                    await asyncio.to_thread(
+                        manifest.verify, tmp, number=version.number, where=self.uri
+                    )
                 await self._check_digest(version.number, tmp / MODEL_FILE)
                 return _promote(tmp, final) / MODEL_FILE
         except OSError as exc:
@@ -168,7 +184,7 @@ class StoreSource:
         expected = self._settings.sha256.get(number)
         if expected is None:
             return
-        got = await asyncio.to_thread(_sha256, model)
+        got = await asyncio.to_thread(manifest.sha256_file, model)
         if got != expected:
             raise IntegrityError(
                 f"{self.uri}: version {number} model.onnx has sha256 {got}, expected {expected}"
@@ -223,9 +239,10 @@ async def _all_or_first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:
         raise first from None
 
 
-def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, RemoteVersion]:
-    """Group listed objects into versions. Any unsafe key refuses the whole listing: a
-    repository holding one is treated as tampered with, not half-trusted."""
+def version_files(objects: list[ObjectInfo], *, where: str) -> dict[int, list[RemoteFile]]:
+    """The listed objects of each numbered version folder, by number. Any unsafe key refuses
+    the whole listing: a repository holding one is treated as tampered with, not
+    half-trusted."""
     files: dict[int, list[RemoteFile]] = {}
     for obj in objects:
         if obj.key.endswith("/") and obj.size == 0:
@@ -235,12 +252,18 @@ def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, Remote
         number = version_number(folder, where=where) if rest else None
         if number is not None:
             files.setdefault(number, []).append(RemoteFile(rest, obj.size, obj.etag))
+    return dict(sorted(files.items()))
+
+
+def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, RemoteVersion]:
+    """Group listed objects into versions that hold a model.onnx."""
     versions = {}
-    for number, version_files in sorted(files.items()):
-        if not any(f.path == MODEL_FILE for f in version_files):
+    for number, files in version_files(objects, where=where).items():
+        if not any(f.path == MODEL_FILE for f in files):
             log.warning("%s: version %d has no %s yet; skipping it", where, number, MODEL_FILE)
             continue
-        versions[number] = RemoteVersion(number, tuple(version_files))
+        served = tuple(f for f in files if f.path != manifest.CLAIM_FILE)
+        versions[number] = RemoteVersion(number, served)
     return versions
 
 
@@ -328,14 +351,6 @@ def _promote(tmp: Path, final: Path) -> Path:
         if not final.is_dir():
             raise
     return final
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _folder_name(name: str, uri: str) -> str:

@@ -86,6 +86,35 @@ class LocalStore:
         except OSError as exc:
             raise _map_os_error(exc, f"{self.location}/{key}") from None
 
+    def _target(self, key: str) -> Path:
+        """Where a write of ``key`` goes: its folder created, inside the root."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        target = self._source(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def upload(self, key: str, source: Path) -> None:
+        """Copy into a hidden file beside the target, then rename it into place."""
+        try:
+            target = self._target(key)
+            partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+            _copy(source, partial, 0, None, lambda _n: None)
+            partial.rename(target)
+        except OSError as exc:
+            raise _map_os_error(exc, f"{self.location}/{key}") from None
+
+    def create(self, key: str, data: bytes) -> bool:
+        """``O_CREAT | O_EXCL``: the file system decides who was first."""
+        try:
+            fd = os.open(self._target(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _map_os_error(exc, f"{self.location}/{key}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return True
+
 
 def _try_link(source: Path, dest: Path) -> bool:
     try:

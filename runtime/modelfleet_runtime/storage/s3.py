@@ -142,6 +142,28 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise map_error(exc, where) from None
 
+    def upload(self, key: str, source: Path) -> None:
+        """boto3's managed upload: multipart for large files, parts in parallel."""
+        try:
+            self._client.upload_file(str(source), self._bucket, self._key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+
+    def create(self, key: str, data: bytes) -> bool:
+        """PutObject with ``If-None-Match: *`` (S3 conditional writes; MinIO and SeaweedFS
+        honour it too): 412 means another writer was first."""
+        try:
+            self._client.put_object(
+                Bucket=self._bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+        except BotoCoreError as exc:
+            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+        return True
+
 
 def map_error(exc: ClientError | BotoCoreError, where: str) -> StorageError:
     """A StorageError naming ``where`` and the S3 error code, and nothing of botocore's text."""
