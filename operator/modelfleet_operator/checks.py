@@ -1,7 +1,7 @@
 """Semantic checks of an InferenceService: what a schema cannot say, each failing with a
 ``SpecError`` whose message says what to fix (a KServe-only field, a Knative setting, a bad
-storage URI, minReplicas above maxReplicas, two autoscalers). ``spec.parse`` calls these;
-pure: no kopf, no Kubernetes client, no I/O.
+storage URI, an image volume for a model that is no image, minReplicas above maxReplicas, two
+autoscalers). ``spec.parse`` calls these; pure: no kopf, no Kubernetes client, no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+
+from modelfleet_operator.oci_ref import parse_oci_uri
 
 if TYPE_CHECKING:
     from modelfleet_operator.spec import (
@@ -71,7 +73,7 @@ RESERVED_ENV = frozenset(
     f"MODELFLEET_{n}" for n in ("MODEL_URI", "NAME", "HOST", "PORT", "MODEL_DIR")
 )
 """Runtime variables the Service, probes and volumes depend on: the user may not set them."""
-SCHEMES = ("s3", "gs", "https", "file", "pvc")
+SCHEMES = ("s3", "gs", "https", "file", "pvc", "oci")
 _METADATA_HOSTS = ("metadata.google.internal", "metadata", "instance-data")
 
 
@@ -115,6 +117,10 @@ def check_annotations(annotations: Mapping[str, str]) -> None:
 
 def check_storage_uri(uri: str, field: str) -> None:
     """Allow only the supported schemes; refuse link-local and cloud metadata addresses (SSRF)."""
+    if _is_oci(uri):  # before urlsplit, whose netloc may hold credentials
+        ref = parse_oci_uri(uri, field)
+        check_host(ref.hostname, f"{field}: {uri!r}")
+        return
     parts = urlsplit(uri)
     if parts.scheme not in SCHEMES:
         raise ValueError(
@@ -156,6 +162,7 @@ def check_semantics(name: str, spec: InferenceServiceSpec, annotations: Mapping[
     _check_policy(mf.version_policy, "spec.modelfleet.versionPolicy")
     if mf.canary is not None:
         _check_canary(mf.canary)
+    _check_oci(spec)
     if mf.storage is not None and mf.storage.endpoint is not None:
         ep = urlsplit(mf.storage.endpoint)
         if ep.scheme not in ("http", "https") or not ep.hostname:
@@ -250,6 +257,36 @@ def _check_canary(canary: CanarySpec) -> None:
         check_storage_uri(canary.storage_uri, "spec.modelfleet.canary.storageUri")
     if canary.version_policy is not None:
         _check_policy(canary.version_policy, "spec.modelfleet.canary.versionPolicy")
+
+
+def _check_oci(spec: InferenceServiceSpec) -> None:
+    """An image volume needs an image (ImageVolume only with oci:// models), and an oci://
+    model is one version, served as version 1."""
+    mf = spec.modelfleet
+    canary = mf.canary
+    stable_uri = spec.model.storage_uri
+    tracks = [("spec.modelfleet.versionPolicy", stable_uri, mf.version_policy)]
+    if canary is not None:
+        field = "canary.versionPolicy" if canary.version_policy else "versionPolicy"
+        policy = canary.version_policy or mf.version_policy
+        tracks.append((f"spec.modelfleet.{field}", canary.storage_uri or stable_uri, policy))
+    for field, uri, policy in tracks:
+        if _is_oci(uri) and policy.policy == "specific" and policy.versions != [1]:
+            raise ValueError(
+                f"{field}: an oci:// model is served as version 1 only; use versions [1] or "
+                "policy latest"
+            )
+    for field, uri in spec.storage_uris.items():
+        if mf.oci_delivery == "ImageVolume" and not _is_oci(uri):
+            raise ValueError(
+                f"spec.modelfleet.ociDelivery: ImageVolume mounts an oci:// model as an image "
+                f"volume, but {field} is {urlsplit(uri).scheme or '(no scheme)'}://; use an "
+                "oci:// storageUri, or remove ociDelivery (the runtime then downloads the model)"
+            )
+
+
+def _is_oci(uri: str) -> bool:
+    return uri[:6].lower() == "oci://"
 
 
 def format_error(exc: ValidationError) -> str:

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.crd import crd_yaml
 from modelfleet_operator.render import render
+from modelfleet_operator.render.delivery import auto_undecided
 from modelfleet_operator.spec import SpecError, parse
 
 
@@ -37,18 +39,35 @@ def render_command(argv: list[str]) -> int:
         "-f", "--filename", required=True, help="InferenceService YAML ('-': stdin)"
     )
     parser.add_argument("-n", "--namespace", help="namespace when the YAML names none")
+    parser.add_argument(
+        "--server-version",
+        help="Kubernetes version of the target API server (e.g. v1.37.2), which decides "
+        "spec.modelfleet.ociDelivery Auto (image volumes from 1.35); unset, Auto renders Pull",
+    )
     args = parser.parse_args(argv)
-    config = OperatorConfig()
+    try:
+        config = OperatorConfig(
+            **({"server_version": args.server_version} if args.server_version else {})
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]  # --server-version, or a MODELFLEET_OPERATOR_* variable
+        parser.error(f"{'.'.join(map(str, error['loc']))}: {error['msg']}")
     out: list[dict[str, Any]] = []
     for body in _documents(args.filename):
         if args.namespace and not body.get("metadata", {}).get("namespace"):
             body.setdefault("metadata", {})["namespace"] = args.namespace
+        name = body.get("metadata", {}).get("name", "?")
         try:
-            out += render(parse(body), config)
+            svc = parse(body)
         except SpecError as exc:
-            name = body.get("metadata", {}).get("name", "?")
             sys.stderr.write(f"InvalidSpec: {name}: {exc.message}\n")
             return 1
+        if auto_undecided(svc, config):
+            sys.stderr.write(
+                f"note: {name}: ociDelivery Auto rendered as Pull; pass --server-version to "
+                "render what the operator applies on a given cluster (ImageVolume from 1.35)\n"
+            )
+        out += render(svc, config)
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=100))
     return 0
 

@@ -7,12 +7,34 @@ import time.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELFLEET_OPERATOR_"
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:[.+\-].*)?")
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of a Kubernetes version: ``v1.37.2``, ``1.35``, ``v1.34.1-eks-3``."""
+    match = _VERSION.fullmatch(version.strip())
+    if match is None:
+        raise ValueError(f"{version!r} is not a Kubernetes version such as v1.37.2")
+    return int(match[1]), int(match[2])
+
+
+def version_from_info(info: Mapping[str, Any]) -> str:
+    """The version in an API server's ``GET /version`` answer: ``gitVersion``, else built
+    from ``major`` and ``minor`` (managed clusters write minors such as ``35+``)."""
+    git = str(info.get("gitVersion") or "")
+    if _VERSION.fullmatch(git):
+        return git
+    built = f"{info.get('major', '')}.{str(info.get('minor', '')).rstrip('+')}"
+    version_tuple(built)  # raises ValueError when neither is a version
+    return built
 
 
 def _default_resources() -> dict[str, Any]:
@@ -55,6 +77,14 @@ class OperatorConfig(BaseSettings):
     operator asks the API server at start-up whether it serves HTTPRoutes
     (``gateway.networking.k8s.io/v1``); ``true``/``false`` decide without asking. The offline
     ``modelfleet render`` cannot ask: unset counts as ``false`` there."""
+
+    server_version: str | None = None
+    """The API server's Kubernetes version (e.g. ``v1.37.2``), which decides
+    ``spec.modelfleet.ociDelivery: Auto`` (image volumes from 1.35, else the runtime pulls).
+    Unset: the operator asks the API server at start-up (``GET /version``, allowed to every
+    client); set: used without asking, e.g. ``1.34`` to keep runtime pulls while the nodes'
+    kubelets are older than the API server. The offline ``modelfleet render`` cannot ask: unset
+    counts as older than 1.35 there (``--server-version`` sets it)."""
 
     gateway_name: str = "modelfleet"
     """Gateway the HTTPRoutes attach to."""
@@ -103,6 +133,14 @@ class OperatorConfig(BaseSettings):
 
     allowed_storage_hosts: list[str] = Field(default_factory=list)
     """If set, passed to the runtime's allowed_hosts: the only storage hosts pods may reach."""
+
+    @field_validator("server_version")
+    @classmethod
+    def _known_version(cls, value: str | None) -> str | None:
+        """Refuse a version that cannot be compared, at start-up rather than per render."""
+        if value is not None:
+            version_tuple(value)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -33,11 +33,12 @@ from typing import Any, cast
 import kopf
 
 from modelfleet_operator import labels
-from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.config import OperatorConfig, version_from_info
 from modelfleet_operator.kube import KubeClient, Manifest, NamespaceTerminating
 from modelfleet_operator.metrics import CountingApplier, OperatorMetrics, serve
 from modelfleet_operator.peering import Peering, active
 from modelfleet_operator.reconcile import ISVC, Outcome, Runtime, build_runtime, reconcile
+from modelfleet_operator.render.delivery import auto_delivery
 
 MEMO_KEY = "modelfleet"
 METRICS_KEY = "modelfleet_metrics"
@@ -97,6 +98,26 @@ async def detect_gateway_api(config: OperatorConfig, client: KubeClient) -> Oper
         "are" if served else "are not",
     )
     return config.model_copy(update={"gateway_api": served})
+
+
+async def detect_server_version(config: OperatorConfig, client: KubeClient) -> OperatorConfig:
+    """``config`` with ``server_version`` decided: as set, else the API server's own (which
+    decides ``ociDelivery: Auto``); refused or unreadable, it stays unset and Auto means Pull
+    (a temporary error fails the start-up handler, which kopf retries)."""
+    if config.server_version is not None:
+        return config
+    try:
+        info = await client.version()
+    except kopf.PermanentError as exc:  # a cluster that hides /version (403): not fatal
+        log.warning("No API server version (%s): ociDelivery Auto means Pull.", exc)
+        return config
+    try:
+        version = version_from_info(info)
+    except ValueError:
+        log.warning("The API server's version %r is unreadable: ociDelivery Auto means Pull.", info)
+        return config
+    log.info("API server %s: ociDelivery Auto means %s.", version, auto_delivery(version))
+    return config.model_copy(update={"server_version": version})
 
 
 def runtime_of(memo: Any) -> Runtime:
@@ -242,7 +263,7 @@ def _register_activities(
         configure(settings, options)
         metrics = memo.setdefault(METRICS_KEY, OperatorMetrics())
         client = KubeClient(lambda: login(settings), timeout=options.request_timeout)
-        resolved = await detect_gateway_api(config, client)
+        resolved = await detect_server_version(await detect_gateway_api(config, client), client)
         rt = build_runtime(resolved, CountingApplier(client, metrics), metrics)
         rt.children = {kind: kwargs[index_id(plural)] for _, kind, plural in _child_kinds()}
         memo[MEMO_KEY] = rt

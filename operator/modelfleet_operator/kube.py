@@ -271,6 +271,13 @@ class KubeClient:
         found = await self._request("GET", f"/apis/{api_version}", missing_ok=True)
         return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
 
+    async def version(self) -> Manifest:
+        """The API server's ``GET /version`` (allowed to every client by the default
+        ``system:public-info-viewer`` role: no RBAC rule needed)."""
+        found = await self._request("GET", "/version")
+        assert found is not None  # 404 raises here: missing_ok is off
+        return found
+
     async def delete(self, ref: KindRef, namespace: str, name: str) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         await self._request("DELETE", ref.path(namespace, name), missing_ok=True, json=body)

@@ -28,6 +28,7 @@ from modelfleet_operator.checks import (
 
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 Autoscaler = Literal["hpa", "keda"]
+OciDelivery = Literal["Auto", "Pull", "ImageVolume"]
 PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -66,7 +67,8 @@ class ModelSpec(_Model):
     """KServe model format; ``{name: onnx}``. Implied by the ``predictor.onnx`` shortcut."""
     storage_uri: str
     """s3://, gs://, https://, file:// or pvc://<claim>/<path>: one .onnx file or a folder of
-    numbered version folders."""
+    numbered version folders; or oci://host[:port]/repo[:tag|@sha256:<hex>], a model pushed
+    to an OCI registry (served as version 1; see spec.modelfleet.ociDelivery)."""
     protocol_version: Literal["v1", "v2", "grpc-v2"] = "v2"
     """Open Inference Protocol over HTTP (v2) or gRPC (grpc-v2, port 8081), or TF-Serving style
     (v1): KServe's choice of one; the runtime serves all three whichever is named."""
@@ -170,6 +172,16 @@ class ModelFleetSpec(_Model):
     """'hpa' or 'keda'; default inferred from scaleMetric (cpu/memory: hpa, else keda)."""
     auth: AuthSpec | None = None
     """Endpoint authentication; off when absent."""
+    oci_delivery: OciDelivery = "Auto"
+    """How an oci:// model reaches the pods. 'Pull': the runtime pulls it from the registry
+    (by digest, every blob checked; a moved tag is picked up while serving), with the
+    credentials of the first of spec.predictor.imagePullSecrets (its .dockerconfigjson key,
+    mounted read-only). 'ImageVolume': the kubelet pulls it once per node as an image volume
+    (volumes[].image, beta and on by default since Kubernetes 1.35, GA in 1.36) mounted
+    read-only at /mnt/models, with the pod's imagePullSecrets; nothing is downloaded by the
+    runtime, and a tag is resolved when a pod starts (pin a digest). 'Auto' (default):
+    ImageVolume when the API server is 1.35 or newer, else Pull. Other schemes always download;
+    ImageVolume with a non-oci:// storageUri is an error."""
 
 
 class PredictorSpec(_Model):
@@ -191,6 +203,10 @@ class PredictorSpec(_Model):
     """Share of traffic for spec.modelfleet.canary: 0 rolls back, 100 or absent promotes."""
     service_account_name: str | None = None
     """Pod service account (e.g. for workload identity to storage)."""
+    image_pull_secrets: list[SecretRef] = Field(default_factory=list)
+    """Pod imagePullSecrets (KServe's PodSpec field): Secrets of type
+    kubernetes.io/dockerconfigjson for the runtime image and an oci:// model; with
+    spec.modelfleet.ociDelivery Pull the first one is also mounted for the runtime."""
     node_selector: dict[str, str] | None = None
     """Pod nodeSelector."""
     tolerations: list[dict[str, Any]] | None = Field(default=None, json_schema_extra=PRESERVE)
@@ -213,6 +229,15 @@ class InferenceServiceSpec(_Model):
         model = self.predictor.model or self.predictor.onnx
         assert model is not None  # guaranteed by check_semantics
         return model
+
+    @property
+    def storage_uris(self) -> dict[str, str]:
+        """Every storageUri by its field: the stable model's, and the canary's if it has one."""
+        uris = {"spec.predictor.model.storageUri": self.model.storage_uri}
+        canary = self.modelfleet.canary
+        if canary is not None and canary.storage_uri is not None:
+            uris["spec.modelfleet.canary.storageUri"] = canary.storage_uri
+        return uris
 
     @property
     def max_replicas(self) -> int:

@@ -20,6 +20,7 @@ ALLOWED_VOLUME_TYPES = {
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",  # in restricted's list (pod-security-admission v0.37 restrictedVolumes)
     "persistentVolumeClaim",
     "projected",
     "secret",

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.render import delivery
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import (
     AUTH_SECRET_DIR,
@@ -89,8 +90,10 @@ def _pod_template(svc: ParsedService, track: Track, config: OperatorConfig) -> d
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": termination_grace_seconds(config),
         "containers": [_container(svc, track, config)],
-        "volumes": _volumes(svc, track),
+        "volumes": _volumes(svc, track, config),
     }
+    if pred.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s.name} for s in pred.image_pull_secrets]
     if pred.service_account_name:
         pod["serviceAccountName"] = pred.service_account_name
     else:  # the runtime never calls the Kubernetes API
@@ -150,27 +153,33 @@ def _container(svc: ParsedService, track: Track, config: OperatorConfig) -> dict
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": _mounts(svc, track),
+        "volumeMounts": _mounts(svc, track, config),
     }
 
 
-def _mounts(svc: ParsedService, track: Track) -> list[dict[str, Any]]:
+def _mounts(svc: ParsedService, track: Track, config: OperatorConfig) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"name": "models", "mountPath": MODEL_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if track.storage_uri.startswith("pvc://"):
-        mounts.append({"name": "model-pvc", "mountPath": PVC_MOUNT, "readOnly": True})
+        mounts.append(_read_only("model-pvc", PVC_MOUNT))
     if _gcs_secret(svc, track):
-        mounts.append(
-            {"name": "storage-credentials", "mountPath": STORAGE_SECRET_DIR, "readOnly": True}
-        )
+        mounts.append(_read_only("storage-credentials", STORAGE_SECRET_DIR))
     if svc.spec.modelfleet.auth is not None:
-        mounts.append({"name": "auth-tokens", "mountPath": AUTH_SECRET_DIR, "readOnly": True})
+        mounts.append(_read_only("auth-tokens", AUTH_SECRET_DIR))
+    if delivery.delivery(svc, track, config) == "ImageVolume":
+        mounts.append(_read_only(delivery.IMAGE_VOLUME, delivery.IMAGE_MOUNT))
+    if delivery.registry_secret(svc, track, config) is not None:
+        mounts.append(_read_only(delivery.REGISTRY_VOLUME, delivery.REGISTRY_SECRET_DIR))
     return mounts
 
 
-def _volumes(svc: ParsedService, track: Track) -> list[dict[str, Any]]:
+def _read_only(volume: str, path: str) -> dict[str, Any]:
+    return {"name": volume, "mountPath": path, "readOnly": True}
+
+
+def _volumes(svc: ParsedService, track: Track, config: OperatorConfig) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": "models", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -190,6 +199,18 @@ def _volumes(svc: ParsedService, track: Track) -> list[dict[str, Any]]:
     auth = svc.spec.modelfleet.auth
     if auth is not None:
         volumes.append(_secret_volume("auth-tokens", auth.secret_ref.name, auth.key))
+    if delivery.delivery(svc, track, config) == "ImageVolume":
+        volumes.append(delivery.image_volume(track))
+    registry = delivery.registry_secret(svc, track, config)
+    if registry is not None:
+        volumes.append(
+            _secret_volume(
+                delivery.REGISTRY_VOLUME,
+                registry,
+                delivery.REGISTRY_SECRET_KEY,
+                delivery.REGISTRY_CONFIG_FILE,
+            )
+        )
     return volumes
 
 
@@ -198,13 +219,14 @@ def _gcs_secret(svc: ParsedService, track: Track) -> bool:
     return bool(storage and storage.secret_ref and track.storage_uri.startswith("gs://"))
 
 
-def _secret_volume(volume: str, secret: str, key: str) -> dict[str, Any]:
-    """A Secret mounted as files, read-only to the pod's user only."""
+def _secret_volume(volume: str, secret: str, key: str, path: str | None = None) -> dict[str, Any]:
+    """One key of a Secret mounted as a file (named ``path``, default the key), read-only to
+    the pod's user only."""
     return {
         "name": volume,
         "secret": {
             "secretName": secret,
-            "items": [{"key": key, "path": key}],
+            "items": [{"key": key, "path": path or key}],
             "defaultMode": 0o440,
         },
     }

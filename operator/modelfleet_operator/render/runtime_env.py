@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.render import delivery
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.config import ENV_PREFIX, Settings
@@ -86,6 +87,7 @@ def settings_for(svc: ParsedService, track: Track, config: OperatorConfig) -> di
     if mf.digests:
         out["sha256"] = {k: v.removeprefix("sha256:") for k, v in sorted(mf.digests.items())}
     out.update(_storage_settings(svc, track))
+    out.update(delivery.model_settings(svc, track, config))
     out.update(_batching_settings(svc))
     if mf.auth is not None:
         out["auth_tokens_file"] = f"{AUTH_SECRET_DIR}/{mf.auth.key}"

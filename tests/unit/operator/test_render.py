@@ -24,7 +24,11 @@ from tests.unit.operator.helpers import GOLDEN, isvc, load, predictor, valid_exa
 
 K8S_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
 CUSTOM_KINDS = {"ScaledObject", "HTTPRoute"}
-VARIANTS = {"default": {}, "gateway": {"gateway_api": True}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "gateway": {"gateway_api": True},
+    "imagevolume": {"server_version": "v1.37.2"},
+}
 
 
 def _render(body: dict[str, Any], config: OperatorConfig) -> list[dict[str, Any]]:
@@ -33,7 +37,8 @@ def _render(body: dict[str, Any], config: OperatorConfig) -> list[dict[str, Any]
 
 def _cases() -> list[tuple[Path, str]]:
     cases = [(path, "default") for path in valid_examples()]
-    return [*cases, *[(p, "gateway") for p in valid_examples() if p.stem.startswith("canary")]]
+    cases += [(p, "gateway") for p in valid_examples() if p.stem.startswith("canary")]
+    return [*cases, *[(p, "imagevolume") for p in valid_examples() if p.stem == "oci"]]
 
 
 @pytest.mark.parametrize(("example", "variant"), _cases(), ids=lambda v: getattr(v, "stem", v))
