@@ -8,8 +8,10 @@ holds it and run it here, with everything a kubelet would give it except the ima
   virtual environment installs);
 * ``env``: plain values, ``secretKeyRef``/``configMapKeyRef`` read from the API server,
   ``fieldRef`` from the pod's identity;
-* ``volumeMounts``: Secrets written out with their items and modes, emptyDirs as empty folders;
-  each mount path is moved under a local folder and rewritten wherever the env names it;
+* ``volumeMounts``: Secrets written out with their items and modes, emptyDirs as empty folders,
+  image volumes (``volumes[].image``) as the folder the test names for their reference (what
+  the kubelet would mount: the image's unpacked layers); each mount path is moved under a
+  local folder and rewritten wherever the env names it;
 * ports: every ``containerPort`` gets a free loopback port (``MODELFLEET_HOST`` becomes
   127.0.0.1: no test listens beyond loopback), so that the probes' named ports resolve.
 
@@ -97,15 +99,25 @@ def _env_value(
 
 
 def _volumes(
-    cluster: Cluster, namespace: str, spec: Manifest, container: Manifest, root: Path
+    cluster: Cluster,
+    namespace: str,
+    spec: Manifest,
+    container: Manifest,
+    root: Path,
+    images: Mapping[str, Path],
 ) -> dict[str, str]:
     """Lay out each mounted volume under ``root``; returns mount path -> local folder."""
     volumes = {v["name"]: v for v in spec.get("volumes") or []}
     moved: dict[str, str] = {}
     for mount in container.get("volumeMounts") or []:
+        volume = volumes[mount["name"]]
+        if "image" in volume:
+            reference = volume["image"]["reference"]
+            assert reference in images, f"no unpacked image given for {reference}"
+            moved[mount["mountPath"]] = str(images[reference])
+            continue
         local = root / mount["name"]
         local.mkdir(parents=True, exist_ok=True)
-        volume = volumes[mount["name"]]
         if "secret" in volume:
             data = _secret_data(cluster, namespace, volume["secret"]["secretName"])
             items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
@@ -139,14 +151,16 @@ def start_container(
     container: str | None = None,
     addresses: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    images: Mapping[str, Path] | None = None,
 ) -> LocalPod:
-    """Start ``container`` (default: the first) of the pod ``template`` under ``root``."""
+    """Start ``container`` (default: the first) of the pod ``template`` under ``root``;
+    ``images`` maps an image volume's reference to the folder standing in for its mount."""
     spec = template["spec"]
     (chosen,) = [c for c in spec["containers"] if container in (None, c["name"])][:1]
     root.mkdir(parents=True, exist_ok=True)
     pod_name = f"{template.get('metadata', {}).get('name', 'local')}-local"
     identity = {"metadata.name": pod_name, "metadata.namespace": namespace}
-    mounts = _volumes(cluster, namespace, spec, chosen, root / "volumes")
+    mounts = _volumes(cluster, namespace, spec, chosen, root / "volumes", images or {})
     ports = {p["containerPort"]: free_port() for p in chosen.get("ports") or []}
     named = {p["name"]: p["containerPort"] for p in chosen.get("ports") or [] if "name" in p}
     replacements = dict(mounts)

@@ -38,6 +38,10 @@ def prerequisites(cluster: Cluster, example: Manifest, namespace: str) -> None:
         objects.append(_secret(ref["name"], AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="key"))
     if ref := (modelfleet.get("auth") or {}).get("secretRef"):
         objects.append(_secret(ref["name"], tokens="e2e-token\n"))
+    for ref in predictor.get("imagePullSecrets") or []:
+        config = '{"auths": {"registry.example.com": {"auth": "ZTJlOmUyZQ=="}}}'
+        pull_secret = _secret(ref["name"], **{".dockerconfigjson": config})
+        objects.append({**pull_secret, "type": "kubernetes.io/dockerconfigjson"})
     uri = predictor.get("model", {}).get("storageUri", "")
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/")[0]
