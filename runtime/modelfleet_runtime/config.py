@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # --- What to serve ---------------------------------------------------------------------
     model_uri: str = Field(default_factory=bundled_example_uri)
     """Where the model lives: s3://bucket/prefix, gs://bucket/prefix, https://host/model.onnx,
+    oci://registry/repo[:tag|@sha256:digest] (a model image, served as version 1),
     file:///path or a plain path. One .onnx file, one archive (.tar.gz, .tgz, .tar, .zip;
     unpacked as version 1) or a repository folder of numbered version folders (1/model.onnx,
     2/model.onnx). Default: the bundled iris example."""
@@ -94,11 +95,21 @@ class Settings(BaseSettings):
     $GOOGLE_APPLICATION_CREDENTIALS, if set). Without one, objects are read anonymously
     (public buckets, like KServe's samples)."""
 
-    allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "https", "file"])
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "https", "oci", "file"])
     """URI schemes the server may fetch from; anything else is refused before any connection."""
 
     allowed_hosts: list[str] = Field(default_factory=list)
-    """If set, the only hosts (S3/GCS endpoints, https hosts) the server may contact."""
+    """If set, the only hosts (S3/GCS endpoints, https hosts, registries and the token realms
+    and blob-download hosts they send the server to) the server may contact."""
+
+    registry_config: Path | None = None
+    """Docker config file with credentials for oci:// registries ({"auths": {"host:port":
+    {"auth": base64 of user:password}}}, as `docker login` writes it and an image pull Secret
+    holds it); re-read when a registry asks for credentials. Default:
+    $DOCKER_CONFIG/config.json, else ~/.docker/config.json when it exists, else anonymous."""
+
+    registry_ca_file: Path | None = None
+    """CA bundle (PEM) for oci:// registries' TLS certificates. Default: the system's CAs."""
 
     download_concurrency: int = Field(default=8, ge=1, le=64)
     """Parallel byte-range requests per large object."""
@@ -210,5 +221,7 @@ class Settings(BaseSettings):
         from .storage.uri import file_stem  # here: storage imports this module
 
         last = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
+        if self.model_uri.startswith("oci://"):  # the repository's last part, no tag/digest
+            last = last.split("@", 1)[0].split(":", 1)[0]
         stem = file_stem(last)
         return (last if stem is None else stem) or "model"

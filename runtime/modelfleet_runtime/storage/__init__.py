@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
-from . import gcs, https, local, s3
+from . import gcs, https, local, oci, s3
 from .base import (
     AccessDeniedError,
     IntegrityError,
@@ -54,6 +54,7 @@ STORES: dict[str, StoreOpener] = {
     "gs": gcs.open_store,
     "https": https.open_store,
     "http": https.open_store,  # loopback only; see uri.check_scheme
+    "oci": oci.open_store,  # https only; see oci.py
     "file": local.open_store,
 }
 

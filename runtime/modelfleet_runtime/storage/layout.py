@@ -75,6 +75,8 @@ class StoreSource:
         self._pushed = False
         """Whether the repository holds pushed versions (``modelfleet models push``): then
         every version must have its manifest and match it."""
+        self._flat = False
+        """Whether the folder is one flat version (see ``flat_version``)."""
 
     def _retrier(self) -> Retrier:
         s = self._settings
@@ -94,6 +96,10 @@ class StoreSource:
         objects = await self._retrier().call(
             self.uri, lambda: asyncio.to_thread(self._store.list, "")
         )
+        flat = flat_version(objects, where=self._store.location)
+        self._flat = flat is not None
+        if flat is not None:
+            return {1: flat}
         versions = group_versions(objects, where=self._store.location)
         self._pushed = any(
             f.path in (manifest.MANIFEST_FILE, manifest.CLAIM_FILE)
@@ -105,6 +111,8 @@ class StoreSource:
     def _remote_key(self, version: RemoteVersion, file: RemoteFile) -> str:
         if self._single_key is not None:
             return self._single_key
+        if self._flat:
+            return file.path
         return f"{version.number}/{file.path}"
 
     async def fetch(self, version: RemoteVersion) -> Path:
@@ -265,6 +273,15 @@ def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, Remote
         served = tuple(f for f in files if f.path != manifest.CLAIM_FILE)
         versions[number] = RemoteVersion(number, served)
     return versions
+
+
+def flat_version(objects: list[ObjectInfo], *, where: str) -> RemoteVersion | None:
+    """Version 1 made of every file, when the folder's top level holds model.onnx and there
+    is no numbered version folder: how a model image mounted as a volume looks."""
+    if not any(obj.key == MODEL_FILE for obj in objects) or version_files(objects, where=where):
+        return None
+    files = (RemoteFile(o.key, o.size, o.etag) for o in objects if not o.key.endswith("/"))
+    return RemoteVersion(1, tuple(files))
 
 
 def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
