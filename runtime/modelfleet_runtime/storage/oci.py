@@ -33,7 +33,7 @@ from pathlib import Path
 from ..config import Settings
 from . import oci_image
 from .base import InvalidUriError, NotFoundError, ObjectInfo, ProgressFn, StorageError
-from .oci_http import OCI_MANIFEST, Repository, sha256_digest
+from .oci_distribution import OciRepository, sha256_digest
 from .uri import ParsedUri, check_hosts, check_scheme, parse_uri
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class OciStore:
 
     def __init__(self, ref: Reference, settings: Settings) -> None:
         self._ref = ref
-        self._repo = Repository(ref.netloc, ref.repository, settings)
+        self._repo = OciRepository(ref.netloc, ref.repository, settings)
         self.location = ref.uri
         self.hosts: tuple[str, ...] = (ref.netloc,)
         self._images: dict[str, oci_image.Image] = {}  # manifest or index digest -> image
@@ -183,7 +183,7 @@ def push(uri: str, files: Mapping[str, Path], settings: Settings) -> str:
         raise InvalidUriError(f"{ref.uri}: push to a tag (the digest is the push's result)")
     if "model.onnx" not in files:
         raise InvalidUriError(f"{ref.uri}: a model image needs a file named model.onnx")
-    repo = Repository(ref.netloc, ref.repository, settings, push=True)
+    repo = OciRepository(ref.netloc, ref.repository, settings, push=True)
     with tempfile.TemporaryDirectory(prefix="modelfleet-push-") as folder:
         layer_path, config_path = Path(folder) / "layer.tar.gz", Path(folder) / "config.json"
         try:
@@ -204,7 +204,7 @@ def push(uri: str, files: Mapping[str, Path], settings: Settings) -> str:
                 repo.upload_blob(path, blob.digest)
         title = ref.repository.rsplit("/", 1)[-1]
         manifest = oci_image.manifest_bytes(config, layer, title)
-        digest = repo.put_manifest(ref.tag or "latest", manifest, OCI_MANIFEST)
+        digest = repo.put_manifest(ref.tag or "latest", manifest, oci_image.OCI_MANIFEST)
     pinned = f"oci://{ref.netloc}/{ref.repository}@{digest}"
     log.info("pushed %s as %s", ref.uri, pinned)
     return pinned
