@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +91,17 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
+
+
+def stop_process_group(process: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM to the process group a ``start_new_session`` child leads (a server and what it
+    started), then SIGKILL if it has not exited after ``timeout`` s; reaps it."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 @contextmanager

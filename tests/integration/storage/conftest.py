@@ -1,10 +1,9 @@
 """Servers for the storage tests: SeaweedFS (one per session: it takes fixed ports), a moto
-S3 server per test (port 0, for fault injection), and the GCS emulator per test."""
+S3 server per test (port 0, for fault injection), the GCS emulator per test, and a real OCI
+registry per test (``tests/helpers/registry.py``)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from moto.server import ThreadedMotoServer
 
 from tests.helpers.aws import s3_client
 from tests.helpers.environment import isolate_aws
+from tests.helpers.registry import Registry, run_registry
+from tests.helpers.runtime import stop_process_group
 
 SEAWEED_S3_PORT = 8333
 SEAWEED_START_DEADLINE = 60.0
@@ -73,12 +74,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_ready(endpoint, process, log)
         yield endpoint
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_process_group(process)
 
 
 @pytest.fixture
@@ -125,3 +121,10 @@ def gcs_emulator() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """Debian's docker-registry on 127.0.0.1 with TLS and basic auth, storage under tmp_path."""
+    with run_registry(tmp_path / "registry") as running:
+        yield running
