@@ -2,8 +2,9 @@
 
 Inference (V2 ``infer``, V1 ``:predict``) is served by ``fastpath.FastPath`` straight from
 ASGI; this FastAPI app holds every other route (health, metadata, /metrics, /docs) and the
-OpenAPI document for all of them. Bearer-token authentication, when configured, sits in front
-of both. Every error leaves as ``{"error": "..."}``. ``server.py`` runs the app under uvicorn.
+OpenAPI document for all of them (written by ``openapi.py``). Bearer-token authentication,
+when configured, sits in front of both. Every error leaves as ``{"error": "..."}``.
+``server.py`` runs the app under uvicorn.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.staticfiles import StaticFiles
+from fastapi import FastAPI, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from swagger_ui_bundle import swagger_ui_path
 
 from modelfleet_runtime import __version__, codec
 from modelfleet_runtime.auth import BearerAuth, token_source
@@ -27,23 +25,21 @@ from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.fastpath import ASGIApp, FastPath, parse_version
 from modelfleet_runtime.handlers import install_error_handlers
 from modelfleet_runtime.metrics import Metrics
-from modelfleet_runtime.protocol import (
-    ErrorModel,
-    InferenceRequestModel,
-    InferenceResponseModel,
-    V1PredictRequestModel,
-    V1PredictResponseModel,
+from modelfleet_runtime.openapi import (
+    MODEL_ERRORS,
+    NOT_READY,
+    Document,
+    IndexEntry,
+    Live,
+    ModelMetadata,
+    ModelName,
+    Ready,
+    ServerMetadata,
+    V1ModelStatus,
+    Version,
 )
 
 JSON = "application/json"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorModel} for code in (400, 401, 404, 413, 503)
-}
-
-
-def _body_doc(model: type[Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
 
 def create_app(
@@ -73,40 +69,27 @@ def create_app(
         finally:
             await dataplane.aclose()
 
-    app = FastAPI(
+    # Swagger UI 5 from the fastapi-offline package, served from /docs/assets: /docs needs no
+    # internet, and the auth middleware's /docs/ exemption covers its assets.
+    app = FastAPIOffline(
         title="ModelFleet inference runtime",
         version=__version__,
         summary="Open Inference Protocol (V2) and V1 :predict over ONNX Runtime",
-        docs_url=None,
+        docs_url="/docs",
         redoc_url=None,
+        static_url="/docs/assets",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    _add_docs(app)
     _add_health_routes(app, dataplane, metrics)
     _add_metadata_routes(app, dataplane)
-    _document_inference(app)
+    tokens = token_source(dataplane.settings)
+    app.openapi = Document(app, dataplane.registry, auth=tokens is not None)  # type: ignore[method-assign]
     metrics.in_flight.labels(dataplane.registry.name).set_function(lambda: dataplane.in_flight)
     served: ASGIApp = FastPath(app, dataplane, metrics)
-    tokens = token_source(dataplane.settings)
     if tokens is not None:  # outermost: a refused request reaches no route and no body
         served = BearerAuth(served, tokens)
     return served
-
-
-def _add_docs(app: FastAPI) -> None:
-    """Swagger UI from the swagger-ui-bundle package: /docs works with no internet."""
-    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> Response:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="ModelFleet runtime",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        )
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -119,11 +102,11 @@ def _flag(ok: bool) -> Response:
 
 
 def _add_health_routes(app: FastAPI, dataplane: DataPlane, metrics: Metrics) -> None:
-    @app.get("/v2/health/live", tags=["health"])
+    @app.get("/v2/health/live", tags=["health"], response_model=Live)
     async def live() -> Response:
         return _json({"live": dataplane.live()})
 
-    @app.get("/v2/health/ready", tags=["health"], responses={503: {"model": ErrorModel}})
+    @app.get("/v2/health/ready", tags=["health"], response_model=Ready, responses=NOT_READY)
     async def ready() -> Response:
         return _flag(dataplane.ready())
 
@@ -133,61 +116,34 @@ def _add_health_routes(app: FastAPI, dataplane: DataPlane, metrics: Metrics) -> 
 
 
 def _add_metadata_routes(app: FastAPI, dataplane: DataPlane) -> None:
-    @app.get("/v2", tags=["v2"])
+    @app.get("/v2", tags=["v2"], response_model=ServerMetadata)
     async def server_metadata() -> Response:
         return _json(dataplane.server_metadata())
 
-    @app.get("/v2/models/{name}", tags=["v2"], responses=ERRORS)
-    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], responses=ERRORS)
-    async def model_metadata(name: str, version: str | None = None) -> Response:
+    @app.get("/v2/models/{name}", **_model_route(ModelMetadata))
+    async def model_metadata(name: ModelName) -> Response:
+        return _json(dataplane.model_metadata(name))
+
+    @app.get("/v2/models/{name}/versions/{version}", **_model_route(ModelMetadata))
+    async def version_metadata(name: ModelName, version: Version) -> Response:
         return _json(dataplane.model_metadata(name, parse_version(version)))
 
-    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=ERRORS)
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"], responses=ERRORS)
-    async def model_ready(name: str, version: str | None = None) -> Response:
+    @app.get("/v2/models/{name}/ready", **_model_route(Ready))
+    async def model_ready(name: ModelName) -> Response:
+        return _flag(dataplane.model_ready(name))
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", **_model_route(Ready))
+    async def version_ready(name: ModelName, version: Version) -> Response:
         return _flag(dataplane.model_ready(name, parse_version(version)))
 
-    @app.post("/v2/repository/index", tags=["v2"])
+    @app.post("/v2/repository/index", tags=["v2"], response_model=list[IndexEntry])
     async def repository_index() -> Response:
         return _json(dataplane.repository_index())
 
-    @app.get("/v1/models/{name}", tags=["v1"], responses=ERRORS)
-    async def v1_model(name: str) -> Response:
+    @app.get("/v1/models/{name}", **_model_route(V1ModelStatus, "v1"))
+    async def v1_model(name: ModelName) -> Response:
         return _json({"name": name, "ready": dataplane.model_ready(name)})
 
 
-def _document_inference(app: FastAPI) -> None:
-    """OpenAPI entries for the routes ``FastPath`` serves (they never reach FastAPI)."""
-    docs = APIRouter()
-    infer: dict[str, Any] = {
-        "responses": {200: {"model": InferenceResponseModel}, **ERRORS},
-        "openapi_extra": _body_doc(InferenceRequestModel),
-        "tags": ["v2"],
-        "summary": "Infer",
-    }
-    docs.post("/v2/models/{name}/infer", **infer)(_served_by_fastpath)
-    docs.post("/v2/models/{name}/versions/{version}/infer", **infer)(_served_by_fastpath)
-    docs.post(
-        "/v1/models/{name}:predict",
-        responses={200: {"model": V1PredictResponseModel}, **ERRORS},
-        openapi_extra=_body_doc(V1PredictRequestModel),
-        tags=["v1"],
-        summary="Predict",
-    )(_served_by_fastpath)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                routes=[*app.routes, *docs.routes],
-            )
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-async def _served_by_fastpath(name: str) -> None:
-    """Documentation only: ``fastpath.FastPath`` answers these paths before FastAPI."""
-    raise NotImplementedError(name)
+def _model_route(answer: type[Any], tag: str = "v2") -> dict[str, Any]:
+    return {"tags": [tag], "response_model": answer, "responses": MODEL_ERRORS}

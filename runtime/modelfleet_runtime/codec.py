@@ -72,10 +72,16 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _integral(value: Any) -> bool:
+    """An integer in JSON's sense: 3 or 3.0, not 3.5, not true."""
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
 def check_shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...], int]:
     """Validate a declared shape and its element count before anything is allocated."""
-    if not isinstance(raw, list) or not all(type(d) is int for d in raw):
+    if not isinstance(raw, list) or not all(_integral(d) for d in raw):
         raise BadRequestError(f"input '{name}': shape must be a list of integers, got {raw!r}")
+    raw = [int(d) for d in raw]  # 2.0 is the integer 2 in JSON
     if any(d < 0 for d in raw):
         raise BadRequestError(f"input '{name}': shape {raw} has a negative dimension")
     count = math.prod(raw)
@@ -106,6 +112,8 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
             array = np.asarray(data).reshape(-1)
             if dtype.kind in "iu" and array.dtype.kind in "fO":
                 array = _exact_integers(data, name, datatype, dtype)
+            elif dtype.kind == "f" and array.dtype.kind == "O":
+                array = wide_numbers(data, name, datatype)
             array = cast_values(array, name, datatype, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
@@ -121,9 +129,18 @@ def _exact_integers(
 ) -> np.ndarray[Any, Any]:
     """Integers numpy could not infer exactly (UINT64's upper half arrives as float64)."""
     values = np.array(data, dtype=object).reshape(-1)
-    if not all(type(v) is int for v in values):
+    if not all(_integral(v) for v in values):
         raise BadRequestError(f"input '{name}': {datatype} data cannot hold numbers")
-    return np.array(values.tolist(), dtype=dtype)
+    return np.array([int(v) for v in values.tolist()], dtype=dtype)
+
+
+def wide_numbers(data: Any, name: str, datatype: str) -> np.ndarray[Any, Any]:
+    """Numbers for a float input that numpy kept as objects: integers past 64 bits (1e30
+    written out in digits is the same number as 1e30, which a float input takes)."""
+    values = np.array(data, dtype=object).reshape(-1)
+    if not all(type(v) is int or type(v) is float for v in values):
+        raise BadRequestError(f"input '{name}': {datatype} data must be numbers")
+    return values.astype(np.float64)
 
 
 def cast_values(
@@ -132,7 +149,8 @@ def cast_values(
     kind = array.dtype.kind
     if array.size == 0:
         return array.astype(dtype)
-    allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
+    # Booleans count as 0 and 1 in a number tensor: numpy makes [true, 2.5] numbers anyway.
+    allowed = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}[dtype.kind]
     if kind not in allowed:
         got = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}.get(kind, kind)
         raise BadRequestError(f"input '{name}': {datatype} data cannot hold {got}")
@@ -179,7 +197,7 @@ def _unpack_bytes(chunk: memoryview, name: str, count: int) -> np.ndarray[Any, A
 
 def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
     """Decode an Open Inference Protocol request (JSON, or JSON + binary tensors)."""
-    binary = memoryview(b"")
+    binary: memoryview | None = None  # a JSON body: no binary_data_size allowed
     if header_length is not None:
         try:
             split = int(header_length)
@@ -198,18 +216,19 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     offset = 0
     for index, raw in enumerate(inputs):
-        name, array, used = _decode_input(raw, index, binary[offset:], max_elements)
+        rest = None if binary is None else binary[offset:]
+        name, array, used = _decode_input(raw, index, rest, max_elements)
         if name in arrays:
             raise BadRequestError(f"input '{name}' appears more than once")
         arrays[name] = array
         offset += used
-    if offset != len(binary):
+    if binary is not None and offset != len(binary):
         raise BadRequestError(f"{len(binary) - offset} bytes of binary data belong to no input")
     return _request(request, arrays)
 
 
 def _decode_input(
-    raw: Any, index: int, binary: memoryview, max_elements: int
+    raw: Any, index: int, binary: memoryview | None, max_elements: int
 ) -> tuple[str, np.ndarray[Any, Any], int]:
     item = _object(raw, f"inputs[{index}]")
     name = item.get("name")
@@ -224,6 +243,11 @@ def _decode_input(
         if "data" not in item:
             raise BadRequestError(f"input '{name}' has no 'data'")
         return name, _from_json(item["data"], name, datatype, count).reshape(shape), 0
+    if binary is None:
+        raise BadRequestError(
+            f"input '{name}': binary_data_size needs binary data after the JSON "
+            "(the Inference-Header-Content-Length header)"
+        )
     if type(size) is not int or not 0 <= size <= len(binary):
         raise BadRequestError(f"input '{name}': binary_data_size {size!r} exceeds the body")
     array = from_binary(binary[:size], name, datatype, count)
@@ -367,10 +391,15 @@ def _v1_array(value: Any, name: str, datatype: str) -> np.ndarray[Any, Any]:
     try:
         if datatype == "BYTES":
             return np.array(value, dtype=object)
+        dtype = DATATYPES[datatype]
         array = np.asarray(value)
+        if dtype.kind in "iu" and array.dtype.kind in "fO":  # as _from_json does
+            array = _exact_integers(value, name, datatype, dtype).reshape(np.shape(value))
+        elif dtype.kind == "f" and array.dtype.kind == "O":
+            array = wide_numbers(value, name, datatype).reshape(np.shape(value))
         if array.dtype.kind == "O":
             raise ValueError("rows differ in length")
-        return cast_values(array, name, datatype, DATATYPES[datatype])
+        return cast_values(array, name, datatype, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
 

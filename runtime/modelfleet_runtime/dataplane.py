@@ -145,7 +145,8 @@ class DataPlane:
         """Validate one request against the model's signature, then run it."""
         check_inputs(model, request.inputs)
         check_outputs(model, request.outputs)
-        outputs = await self.runner(model, request.inputs, request.outputs)
+        # No output named ([]) means every output, as a gRPC request with none listed.
+        outputs = await self.runner(model, request.inputs, request.outputs or None)
         return InferResponse(
             model_name=model.name,
             model_version=str(model.version),

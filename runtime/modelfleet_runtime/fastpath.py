@@ -40,7 +40,7 @@ def parse_version(raw: str | None) -> int | None:
     """A version path segment as a number: positive, no leading zero, else 400."""
     if raw is None:
         return None
-    if not raw.isdigit() or raw.startswith("0"):
+    if not (raw.isascii() and raw.isdigit()) or raw.startswith("0"):  # "¹".isdigit()
         raise BadRequestError(f"model version must be a positive integer, got {raw!r}")
     return int(raw)
 

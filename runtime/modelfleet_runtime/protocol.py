@@ -2,9 +2,8 @@
 data plane works on.
 
 ``codec.py`` turns HTTP bodies into ``InferRequest`` and ``InferResponse`` back into bodies;
-``dataplane.py`` runs them. The pydantic models here only describe the wire format for the
-OpenAPI document at ``/docs``: requests are parsed by ``codec.py`` with orjson, because a
-pydantic pass over every tensor element would cost more than the inference itself.
+``dataplane.py`` runs them. The wire format's description for the OpenAPI document at ``/docs``
+is in ``openapi.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 # Open Inference Protocol datatype -> numpy dtype. BYTES are numpy object arrays of str.
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -100,64 +98,3 @@ class InferResponse:
     outputs: dict[str, np.ndarray[Any, Any]]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-# --- Wire models, for the OpenAPI document -----------------------------------------------
-
-
-class RequestInput(BaseModel):
-    name: str
-    shape: list[int] = Field(examples=[[1, 4]])
-    datatype: str = Field(examples=["FP32"])
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = Field(default=None, examples=[[5.1, 3.5, 1.4, 0.2]])
-
-
-class RequestOutput(BaseModel):
-    name: str
-    parameters: dict[str, Any] | None = None
-
-
-class InferenceRequestModel(BaseModel):
-    """Open Inference Protocol request body."""
-
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: list[RequestInput]
-    outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
-
-
-class InferenceResponseModel(BaseModel):
-    """Open Inference Protocol response body."""
-
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    outputs: list[ResponseOutput]
-
-
-class ErrorModel(BaseModel):
-    """Every error: what went wrong and why."""
-
-    error: str
-
-
-class V1PredictRequestModel(BaseModel):
-    """TensorFlow-Serving style request: ``instances`` (rows) or ``inputs`` (columns)."""
-
-    instances: list[Any] | None = None
-    inputs: Any = None
-
-
-class V1PredictResponseModel(BaseModel):
-    predictions: list[Any] | None = None
-    outputs: Any = None

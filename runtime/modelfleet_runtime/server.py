@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import uvicorn
 
 from modelfleet_runtime import grpc_api
@@ -26,7 +25,6 @@ from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
-from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.models.repository import ModelRepository
 from modelfleet_runtime.storage import open_source
@@ -81,28 +79,12 @@ async def _announce(settings: Settings, registry: ModelRegistry) -> None:
     model = next(iter(registry.versions.values()))
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/v2/models/{model.name}/infer"
-    body = json.dumps({"inputs": example_inputs(model)})
+    body = json.dumps({"inputs": model.example_inputs()})
     sys.stdout.write(
         f"\nModel '{model.name}' version {model.version} is ready. Try:\n\n"
         f"  curl -s {url} -H 'content-type: application/json' -d '{body}'\n\n"
     )
     sys.stdout.flush()
-
-
-def example_inputs(model: OnnxModel) -> list[dict[str, Any]]:
-    """Inputs from the model's ``modelfleet.example_input`` metadata, else ones and zeros."""
-    meta = model.session.get_modelmeta().custom_metadata_map.get("modelfleet.example_input")
-    examples: dict[str, Any] = json.loads(meta) if meta else {}
-    inputs = []
-    for spec in model.inputs.values():
-        data = examples.get(spec.name)
-        if data is None:
-            shape = [d or 1 for d in spec.shape]
-            data = [1] * math.prod(shape)
-        else:
-            shape = list(np.asarray(data).shape)
-        inputs.append({"name": spec.name, "shape": shape, "datatype": spec.datatype, "data": data})
-    return inputs
 
 
 def serve(settings: Settings) -> int:

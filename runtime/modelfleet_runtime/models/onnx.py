@@ -7,6 +7,7 @@ the GIL inside ``run``). Everything per-model that a request needs is computed o
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -26,6 +27,10 @@ _OPTIMIZATION = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+_ONE: dict[str, Any] = {"BOOL": True, "BYTES": ""}
+"""Example values of the datatypes that take no number (``OnnxModel.example_inputs``)."""
 
 
 class ModelLoadError(Exception):
@@ -106,6 +111,24 @@ class OnnxModel:
         names = outputs if outputs is not None else list(self.outputs)
         results = self.session.run(names, inputs)
         return dict(zip(names, results, strict=True))
+
+    def example_inputs(self) -> list[dict[str, Any]]:
+        """Request inputs this version accepts (the start-up announcement's curl line, the
+        examples in /docs): its ``modelfleet.example_input`` metadata, else ones ("" for
+        BYTES) with dynamic dimensions as 1."""
+        meta = self.session.get_modelmeta().custom_metadata_map.get("modelfleet.example_input")
+        examples: dict[str, Any] = json.loads(meta) if meta else {}
+        inputs = []
+        for spec in self.inputs.values():
+            data = examples.get(spec.name)
+            if data is None:
+                shape = [d or 1 for d in spec.shape]
+                data = [_ONE.get(spec.datatype, 1)] * math.prod(shape)
+            else:
+                shape = list(np.asarray(data).shape)
+            entry = {"name": spec.name, "shape": shape, "datatype": spec.datatype, "data": data}
+            inputs.append(entry)
+        return inputs
 
     def metadata(self) -> dict[str, Any]:
         """The Open Inference Protocol's model metadata."""
