@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "MODELFLEET_"
 
 VersionPolicy = Literal["latest", "all", "specific"]
-LogFormat = Literal["json", "text"]
+LogFormat = Literal["auto", "json", "text"]
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
 
@@ -149,8 +149,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Python log level name."""
 
-    log_format: LogFormat = "json"
-    """'json' (one JSON object per line) or 'text'."""
+    log_format: LogFormat = "auto"
+    """'json' (one JSON object per line), 'text' (human-readable lines), or 'auto': text
+    when stderr is a terminal, else JSON (pods, pipes, files; the operator and the image set
+    'json' explicitly)."""
 
     # --- ONNX Runtime ------------------------------------------------------------------------
     intra_op_threads: int = Field(default=0, ge=0)

@@ -1,5 +1,6 @@
-"""Log set-up: JSON lines (python-json-logger) or plain text, with the request id, model and
-version of the request being served taken from context variables.
+"""Log set-up: JSON lines (python-json-logger) or plain text (the default on a terminal),
+with the request id, model and version of the request being served taken from context
+variables.
 
 ``cli.py`` calls ``configure`` once at start-up; the app sets ``request_id`` per request.
 """
@@ -37,13 +38,21 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def resolve(fmt: str) -> str:
+    """'auto' as what it means here: 'text' for a person at a terminal, 'json' for a log
+    collector (a pod's stderr is a pipe, unless the pod asks for a TTY)."""
+    if fmt != "auto":
+        return fmt
+    return "text" if sys.stderr.isatty() else "json"
+
+
 def configure(level: str, fmt: str, model: str | None = None) -> None:
-    """Send every log record (ours, uvicorn's, boto's) to stderr in one format, each tagged
-    with the served ``model``."""
+    """Send every log record (ours, uvicorn's, boto's) to stderr in one format ('json',
+    'text' or 'auto': see ``resolve``), each tagged with the served ``model``."""
     model_name.set(model)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    if fmt == "json":
+    if resolve(fmt) == "json":
         handler.setFormatter(
             JsonFormatter(
                 JSON_FIELDS,
