@@ -40,3 +40,19 @@ def test_a_first_pass_that_loads_nothing_is_not_ready_until_a_version_serves(
     model = OnnxModel.load("adder", 1, repo / "1" / "model.onnx", Settings(name="adder"))
     registry.publish(model)
     assert registry.ready and registry.became_ready.is_set()
+
+
+def test_a_refused_replacement_of_a_serving_version_is_reported_beside_it(
+    tmp_path: Path,
+) -> None:
+    repo = onnx_models.write_repository(tmp_path / "adder", {1: onnx_models.add_constant(1.0)})
+    registry = ModelRegistry("adder")
+    registry.publish(OnnxModel.load("adder", 1, repo / "1" / "model.onnx", Settings()))
+    registry.mark_failed(1, "IntegrityError", "version 1 file 'model.onnx' differs")
+    assert registry.get("adder", 1).version == 1  # still serving
+    (status,) = [s.wire() for s in registry.statuses()]
+    assert status["state"] == "READY" and status["reason"] == "IntegrityError"
+    assert status["message"].endswith("their replacement was refused: version 1 file "
+                                      "'model.onnx' differs")  # fmt: skip
+    registry.mark_failed(2, "NotFound", "storage has no version 2")
+    assert [s.wire()["state"] for s in registry.statuses()] == ["READY", "UNAVAILABLE"]

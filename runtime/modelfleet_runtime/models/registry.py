@@ -120,8 +120,12 @@ class ModelRegistry:
             self._status[version] = VersionStatus(version, VersionState.LOADING)
 
     def mark_failed(self, version: int, reason: str, message: str) -> None:
-        """Record a failed load. A version that was serving keeps serving."""
+        """Record a failed load. A version that was serving keeps serving (state READY) and
+        says why its new files were refused (a tag moved to a broken image, an object
+        replaced in place)."""
         if version in self._models:
+            kept = f"serving the files loaded earlier; their replacement was refused: {message}"
+            self._status[version] = VersionStatus(version, VersionState.READY, reason, kept)
             return
         self._status[version] = VersionStatus(version, VersionState.FAILED, reason, message)
         if self._default is None:

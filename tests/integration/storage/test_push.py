@@ -22,8 +22,10 @@ from modelfleet_runtime.catalog.push import LocalModel, PushError, push
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.storage.manifest import CLAIM_FILE, MANIFEST_FILE, FileDigest, Manifest
 from modelfleet_runtime.storage.manifest import sha256_file as sha256_of
+from modelfleet_runtime.storage.oci import push as oci_push
 from tests.helpers import onnx_models
 from tests.helpers.aws import s3_client
+from tests.helpers.registry import Registry
 from tests.helpers.runtime import serve_process, wait_until
 from tests.integration.storage.helpers import external_data_model
 
@@ -68,8 +70,14 @@ def answer(url: str, version: str | None = None) -> Any:
 
 
 def status_of(url: str, version: int) -> dict[str, str]:
-    metadata = httpx.get(f"{url}/v2/models/adder").json()
-    found = [s for s in metadata.get("version_status", []) if s["version"] == str(version)]
+    """The version's state, reason and message: from the model's ``version_status`` while a
+    version serves, else from the repository index (the metadata is a 503 then)."""
+    metadata = httpx.get(f"{url}/v2/models/adder")
+    if metadata.status_code == 200:
+        statuses = metadata.json()["version_status"]
+    else:
+        statuses = httpx.post(f"{url}/v2/repository/index").json()
+    found = [s for s in statuses if s["version"] == str(version)]
     return found[0] if found else {}
 
 
@@ -105,8 +113,8 @@ def test_push_list_show_then_serve_every_version(bucket: str, tmp_path: Path) ->
     shown = models("show", repo, "--version", "1")
     assert shown.returncode == 0 and f"sha256:{sha256_of(one)}" in shown.stdout
     assert models("show", repo).stdout.startswith(f"{repo}/2\n")  # the newest by default
-    local = models("show", str(one))
-    assert "input0 FP32[?,4]" in local.stdout and sha256_of(one) in local.stdout
+    shown_file = models("show", str(one))
+    assert "input0 FP32[?,4]" in shown_file.stdout and sha256_of(one) in shown_file.stdout
 
     with serve_process(tmp_path, *serve_args(repo, "--version-policy", "all")) as served:
         wait_until(lambda: answer(served.url, "2").get("model_version") == "2", 30, "v2")
@@ -297,3 +305,47 @@ def test_a_version_that_differs_from_its_manifest_is_refused(
             httpx.post(f"{served.url}/v2/models/adder/versions/2/infer", json=BODY).status_code
             == 503
         )
+
+
+# --- oci:// ----------------------------------------------------------------------------------
+
+
+def test_push_to_an_oci_registry_then_serve_it(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in registry.env().items():
+        monkeypatch.setenv(name, value)
+    pushed = models("push", str(adder(tmp_path, 4)), registry.uri("models/adder", "v1"))
+    assert pushed.returncode == 0, pushed.stderr
+    reference = pushed.stdout.splitlines()[-1].split()[1]
+    assert reference.startswith(f"oci://{registry.host}/models/adder@sha256:")
+    assert registry.password not in pushed.stdout + pushed.stderr
+
+    with serve_process(tmp_path, *serve_args(reference), env=registry.env()) as served:
+        assert answer(served.url)["outputs"][0]["data"] == [4.0] * 4
+
+
+def test_an_image_whose_manifest_lies_is_refused(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's own modelfleet.json (inside the layer) is checked after unpacking: an image
+    built with another model's manifest is refused, even though every blob digest is right."""
+    for name, value in registry.env().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(model_dir=tmp_path / "models")
+    model = LocalModel.open(adder(tmp_path, 1), settings)
+    other = LocalModel.open(adder(tmp_path, 2), settings)
+    lying = Manifest(
+        version=1, pushed_at=datetime.now(UTC), files=other.digests(), signature=other.signature
+    )
+    (tmp_path / MANIFEST_FILE).write_bytes(lying.to_json())
+    reference = oci_push(
+        registry.uri("models/liar"), model.files | {MANIFEST_FILE: tmp_path / MANIFEST_FILE},
+        settings,
+    )  # fmt: skip
+    with serve_process(
+        tmp_path, *serve_args(reference), env=registry.env(), wait_ready=False
+    ) as served:
+        wait_until(lambda: status_of(served.url, 1).get("reason") == "IntegrityError", 30, "v1")
+        assert "'model.onnx' differs from its manifest" in status_of(served.url, 1)["message"]
+        assert httpx.get(f"{served.url}/v2/health/ready").status_code == 503
