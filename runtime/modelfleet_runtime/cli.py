@@ -2,8 +2,9 @@
 
 ``modelfleet serve`` runs the inference runtime; its options are the fields of
 ``config.Settings`` (each also an environment variable ``MODELFLEET_<NAME>``). Other
-subcommands (``operator``, ``render``, ``crd``) are found through the ``modelfleet.commands``
-entry points, so the runtime never imports the operator and the runtime image need not ship it.
+subcommands (``operator``, ``render``, ``crd``, ``infer``) are found through the
+``modelfleet.commands`` entry points, so the runtime never imports the operator and the
+runtime image need not ship it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ commands:
   operator   run the Kubernetes operator
   render     print the objects the operator would apply for an InferenceService
   crd        print the InferenceService CustomResourceDefinition
+  infer      call a served model (HTTP or gRPC) and print or save its outputs
 
 'modelfleet COMMAND --help' describes a command's options.
 """
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 run = entry.load()
             except ImportError as exc:
-                sys.stderr.write(f"modelfleet {command} needs the operator extra: {exc}\n")
+                extra = "the client" if command == "infer" else "the operator extra"
+                sys.stderr.write(f"modelfleet {command} needs {extra}: {exc}\n")
                 return 2
             result: int = run(rest)
             return result

@@ -4,19 +4,20 @@ tensor data extension) and V1 ``:predict``.
 Called by ``app.py`` on every request, so it is the hot path: orjson for JSON, numpy for
 element conversion (no Python loops over elements), and every size check done on the declared
 shape before anything is allocated. Every problem raises ``BadRequestError`` with a message
-naming the input.
+naming the input. Tensor bytes (the binary extension's raw buffers) are read and written by
+``modelfleet_client.tensors``, which the client uses for the other end of the same wire.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import orjson
 
+from modelfleet_client import tensors
 from modelfleet_runtime.errors import BadRequestError
 from modelfleet_runtime.protocol import (
     DATATYPES,
@@ -27,7 +28,6 @@ from modelfleet_runtime.protocol import (
 )
 
 HEADER_LENGTH = "inference-header-content-length"
-_LENGTH = struct.Struct("<I")
 _INT_RANGES = {
     k: (np.iinfo(v).min, np.iinfo(v).max) for k, v in DATATYPES.items() if v.kind in "iu"
 }
@@ -166,33 +166,14 @@ def cast_values(
 
 
 def from_binary(chunk: memoryview, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
-    if datatype == "BYTES":
-        return _unpack_bytes(chunk, name, count)
-    dtype = DATATYPES[datatype].newbyteorder("<")
-    if len(chunk) != count * dtype.itemsize:
-        raise BadRequestError(
-            f"input '{name}': binary data has {len(chunk)} bytes, "
-            f"shape and {datatype} need {count * dtype.itemsize}"
-        )
-    return np.frombuffer(chunk, dtype=dtype)
-
-
-def _unpack_bytes(chunk: memoryview, name: str, count: int) -> np.ndarray[Any, Any]:
-    """BYTES in the binary extension: each element is a 4-byte little-endian length + bytes."""
-    values: list[str] = []
-    offset = 0
-    while offset < len(chunk):
-        if offset + 4 > len(chunk):
-            raise BadRequestError(f"input '{name}': truncated BYTES element")
-        (length,) = _LENGTH.unpack_from(chunk, offset)
-        offset += 4
-        if offset + length > len(chunk):
-            raise BadRequestError(f"input '{name}': truncated BYTES element")
-        values.append(bytes(chunk[offset : offset + length]).decode("utf-8", "replace"))
-        offset += length
-    if len(values) != count:
-        raise BadRequestError(f"input '{name}': shape holds {count} elements but got {len(values)}")
-    return np.array(values, dtype=object)
+    """A flat input array from raw bytes (``tensors.from_bytes``); BYTES become ``str``."""
+    try:
+        array = tensors.from_bytes(chunk, datatype, count)
+    except ValueError as exc:
+        raise BadRequestError(f"input '{name}': {exc}") from None
+    if datatype == "BYTES":  # models get str, as from JSON requests
+        return np.array([v.decode("utf-8", "replace") for v in array], dtype=object)
+    return array
 
 
 def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
@@ -300,7 +281,7 @@ def encode_infer(response: InferResponse, binary_outputs: frozenset[str]) -> tup
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in binary_outputs or ALL_OUTPUTS in binary_outputs:
-            raw = to_binary(array, datatype)
+            raw = tensors.to_bytes(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -326,16 +307,6 @@ def _to_json_data(array: np.ndarray[Any, Any], datatype: str) -> Any:
     if datatype == "BYTES":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
     return np.ascontiguousarray(flat)
-
-
-def to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
-    if datatype != "BYTES":
-        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    parts = []
-    for value in array.reshape(-1):
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        parts += [_LENGTH.pack(len(raw)), raw]
-    return b"".join(parts)
 
 
 def dumps(value: Any) -> bytes:

@@ -8,7 +8,8 @@ checked on every call but ServerLive and ServerReady (the health checks).
 
 Inputs come typed (``InferTensorContents``) or raw (``raw_input_contents``, the only way for
 FP16); every output goes back raw, as Triton answers, which KServe's, Triton's and MLServer's
-clients all read. Generated code lives in ``oip/`` (``scripts/build-grpc``).
+clients all read. The generated messages and the datatype <-> contents table are the client
+distribution's (``modelfleet_client.oip``, ``modelfleet_client.tensors``: one copy).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_client.tensors import GRPC_CONTENTS, to_bytes
 from modelfleet_runtime import codec, logs
 from modelfleet_runtime.auth import TokenSource, parse_bearer, token_source
 from modelfleet_runtime.config import Settings
@@ -28,8 +32,6 @@ from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.errors import BadRequestError, ServingError, UnauthorizedError
 from modelfleet_runtime.fastpath import parse_version
 from modelfleet_runtime.metrics import Metrics
-from modelfleet_runtime.oip import inference_pb2 as pb
-from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_runtime.protocol import DATATYPES, InferRequest, InferResponse, datatype_of
 
 log = logging.getLogger(__name__)
@@ -42,21 +44,6 @@ CODES = {
     415: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,
 }
-CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-"""The ``InferTensorContents`` field of each datatype (FP16 travels raw only)."""
 Reply = TypeVar("Reply")
 
 
@@ -91,7 +78,7 @@ def decode(request: pb.ModelInferRequest, max_elements: int) -> InferRequest:
 def _typed(
     contents: pb.InferTensorContents, name: str, datatype: str, count: int
 ) -> np.ndarray[Any, Any]:
-    field = CONTENTS.get(datatype)
+    field = GRPC_CONTENTS.get(datatype)
     if field is None:
         raise BadRequestError(f"input '{name}': {datatype} data must come in raw_input_contents")
     values = getattr(contents, field)
@@ -113,7 +100,7 @@ def encode(response: InferResponse) -> pb.ModelInferResponse:
     for name, array in response.outputs.items():
         datatype = datatype_of(array)
         reply.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        reply.raw_output_contents.append(codec.to_binary(array, datatype))
+        reply.raw_output_contents.append(to_bytes(array, datatype))
     return reply
 
 

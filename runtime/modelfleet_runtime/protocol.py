@@ -13,22 +13,11 @@ from typing import Any
 
 import numpy as np
 
-# Open Inference Protocol datatype -> numpy dtype. BYTES are numpy object arrays of str.
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
+# The datatype tables are the client's (one copy for both ends of the wire), re-exported for
+# the runtime's modules: BYTES are numpy object arrays (of str, on the runtime's side).
+from modelfleet_client.tensors import DATATYPES as DATATYPES
+from modelfleet_client.tensors import NUMPY_TYPES as NUMPY_TYPES
+from modelfleet_client.tensors import datatype_of as datatype_of
 
 # ONNX Runtime's type strings -> Open Inference Protocol datatype.
 ONNX_TYPES: dict[str, str] = {
@@ -46,16 +35,6 @@ ONNX_TYPES: dict[str, str] = {
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }
-
-# numpy dtype -> datatype, for outputs.
-NUMPY_TYPES: dict[np.dtype[Any], str] = {dtype: name for name, dtype in DATATYPES.items()}
-
-
-def datatype_of(array: np.ndarray[Any, Any]) -> str:
-    """The protocol datatype of an output array (unicode and bytes arrays are BYTES)."""
-    if array.dtype.kind in "OUS":
-        return "BYTES"
-    return NUMPY_TYPES[array.dtype]
 
 
 @dataclass(frozen=True, slots=True)

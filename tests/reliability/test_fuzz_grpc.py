@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_client.tensors import GRPC_CONTENTS
 from modelfleet_runtime import grpc_api
-from modelfleet_runtime.oip import inference_pb2 as pb
-from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_runtime.protocol import DATATYPES
 from tests.helpers import onnx_models
 from tests.helpers.runtime import loaded_app
@@ -103,7 +104,7 @@ numbers = st.lists(st.integers(-(2**31), 2**31 - 1), max_size=12)
 
 @st.composite
 def contents(draw: st.DrawFn) -> pb.InferTensorContents:
-    field = draw(st.sampled_from(sorted(set(grpc_api.CONTENTS.values()))))
+    field = draw(st.sampled_from(sorted(set(GRPC_CONTENTS.values()))))
     out = pb.InferTensorContents()
     values: list[Any]
     if field == "bool_contents":

@@ -16,11 +16,11 @@ import grpc
 import numpy as np
 import pytest
 
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_runtime import grpc_api
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
-from modelfleet_runtime.oip import inference_pb2 as pb
-from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_runtime.protocol import DATATYPES
 from tests.helpers import onnx_models
 from tests.helpers.runtime import loaded_app

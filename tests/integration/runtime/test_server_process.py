@@ -17,8 +17,8 @@ from pathlib import Path
 import grpc
 import httpx
 
-from modelfleet_runtime.oip import inference_pb2 as pb
-from modelfleet_runtime.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from tests.helpers import onnx_models
 from tests.helpers.runtime import free_port, serve_process, wait_until
 
