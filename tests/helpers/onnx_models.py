@@ -129,3 +129,34 @@ def slow(steps: int = 16, size: int = 768) -> bytes:
         ],
     )
     return _model(graph)
+
+
+ELEMENT_TYPES: dict[str, int] = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+"""Open Inference Protocol datatype -> ONNX element type."""
+
+
+def echo_every_type() -> bytes:
+    """``out_<D> = in_<D>`` for each of the 13 datatypes D, each ``[batch, 3]``: one request
+    carries every datatype both ways (the client tests)."""
+    names = list(ELEMENT_TYPES)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [f"in_{d}"], [f"out_{d}"]) for d in names],
+        "echo_every_type",
+        [helper.make_tensor_value_info(f"in_{d}", ELEMENT_TYPES[d], ["batch", 3]) for d in names],
+        [helper.make_tensor_value_info(f"out_{d}", ELEMENT_TYPES[d], ["batch", 3]) for d in names],
+    )
+    return _model(graph)
