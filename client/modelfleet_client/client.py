@@ -1,5 +1,5 @@
 """``Client`` and ``AsyncClient``: numpy arrays in, numpy arrays out, from any server that
-speaks the Open Inference Protocol (ModelFleet, KServe, MLServer, Triton).
+speaks the Open Inference Protocol (tested against ModelFleet, KServe and MLServer).
 
 The URL picks the wire: ``http://`` and ``https://`` the REST binding (``rest.py``, binary
 tensors by default), ``grpc://`` and ``grpcs://`` the gRPC one (``rpc.py``, needs the ``grpc``
@@ -240,6 +240,7 @@ class AsyncClient:
         self._transport: AsyncTransport = self._base.transport(
             AsyncRestTransport, "AsyncRpcTransport", token, timeout, ca_file
         )
+        self._lookups: dict[tuple[str, str | None], asyncio.Future[dict[str, Any]]] = {}
 
     def __repr__(self) -> str:  # the URL only: never the token
         return f"AsyncClient({self._base.url!r})"
@@ -260,10 +261,16 @@ class AsyncClient:
         return _pick(found, outputs)
 
     async def _single_input(self, model: str, version: str | None) -> str:
-        name = self._base._single.get((model, version))
+        """The input's name, from metadata fetched once even when many calls start at once."""
+        key = (model, version)
+        name = self._base._single.get(key)
         if name is None:
-            meta = await self._transport.run(self._base._calls.metadata(model, version))
-            name = self._base._remember(model, version, meta)
+            lookup = self._lookups.get(key)
+            if lookup is None:
+                call = self._base._calls.metadata(model, version)
+                lookup = self._lookups[key] = asyncio.ensure_future(self._transport.run(call))
+                lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+            name = self._base._remember(model, version, await asyncio.shield(lookup))
         return name
 
     async def ready(self, model: str | None = None, *, version: int | str | None = None) -> bool:

@@ -173,10 +173,11 @@ def _credentials(ca_file: str | None) -> grpc.ChannelCredentials:
 def _bind(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:
     """A callable per method of ``METHODS`` on ``channel``."""
     return {
-        name: channel.unary_unary(
+        name: channel.unary_unary(  # type: ignore[call-arg]
             SERVICE + name,
             request_serializer=request.SerializeToString,
             response_deserializer=reply.FromString,
+            _registered_method=True,  # as generated stubs do: no per-call method lookup
         )
         for name, (request, reply) in METHODS.items()
     }

@@ -5,6 +5,7 @@ connection the server closed, and what actually goes on the wire."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -165,3 +166,21 @@ def test_answers_that_are_not_the_protocols_are_a_502() -> None:
                 with pytest.raises(InferenceServerError) as broken:
                     client.infer("m", X)
                 assert broken.value.status == 502, broken.value
+
+
+async def test_one_array_calls_look_the_input_name_up_once() -> None:
+    """Metadata is fetched once per model and version, even by 50 calls that start at once."""
+    meta = {"name": "m", "inputs": [{"name": "x", "datatype": "INT32", "shape": [2]}]}
+    body = json.dumps(meta | json.loads(Reply().body)).encode()  # metadata and answer in one
+    with scripted_http(Reply(body=body)) as (url, script):
+        async with AsyncClient(url) as aclient:
+            await asyncio.gather(*(aclient.infer("m", X["x"]) for _ in range(50)))
+        with Client(url) as client:
+            client.infer("m", X["x"])
+            client.infer("m", X["x"], version=2)
+            client.infer("m", X["x"])
+    lookups = [s.path for s in script.seen if s.method == "GET"]
+    assert lookups == ["/v2/models/m", "/v2/models/m", "/v2/models/m/versions/2"]
+    last = script.seen[-1]
+    split = int(last.headers["inference-header-content-length"])
+    assert json.loads(last.body[:split])["inputs"][0]["name"] == "x"
