@@ -16,7 +16,6 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 Arrays = dict[str, np.ndarray[Any, Any]]
 
 
@@ -26,8 +25,6 @@ class Call(Generic[T]):
     headers, or a gRPC method and message); ``parse`` reads the answer and raises on an
     error answer."""
 
-    what: str
-    """For messages: the method and path, or the gRPC method."""
     request: Any
     parse: Callable[[Any], T]
 

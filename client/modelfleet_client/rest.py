@@ -60,23 +60,23 @@ class RestCalls:
     ) -> Call[Arrays]:
         path = f"{_model_path(model, version)}/infer"
         body, headers = encode_infer(inputs, outputs, self.binary)
-        return Call(f"POST {path}", ("POST", path, body, headers), decode_infer)
+        return Call(("POST", path, body, headers), decode_infer)
 
     def ready(self, model: str | None, version: str | None) -> Call[bool]:
         path = "/v2/health/ready" if model is None else f"{_model_path(model, version)}/ready"
-        return Call(f"GET {path}", ("GET", path, [], {}), _ready)
+        return Call(("GET", path, [], {}), _ready)
 
     def metadata(self, model: str, version: str | None) -> Call[dict[str, Any]]:
         path = _model_path(model, version)
-        return Call(f"GET {path}", ("GET", path, [], {}), _json_object)
+        return Call(("GET", path, [], {}), _json_object)
 
     def server_metadata(self) -> Call[dict[str, Any]]:
-        return Call("GET /v2", ("GET", "/v2", [], {}), _json_object)
+        return Call(("GET", "/v2", [], {}), _json_object)
 
     def models(self) -> Call[list[dict[str, Any]]]:
         path = "/v2/repository/index"
         headers = {"content-type": "application/json"}
-        return Call(f"POST {path}", ("POST", path, [b"{}"], headers), _json_list)
+        return Call(("POST", path, [b"{}"], headers), _json_list)
 
 
 def _model_path(model: str, version: str | None) -> str:

@@ -59,21 +59,21 @@ class RpcCalls:
             request.raw_input_contents.append(tensors.to_bytes(array, datatype))
         for name in outputs or ():
             request.outputs.add(name=name)
-        return Call("ModelInfer", ("ModelInfer", request), decode_reply)
+        return Call(("ModelInfer", request), decode_reply)
 
     def ready(self, model: str | None, version: str | None) -> Call[bool]:
         if model is None:
-            return Call("ServerReady", ("ServerReady", pb.ServerReadyRequest()), _ready)
+            return Call(("ServerReady", pb.ServerReadyRequest()), _ready)
         request = pb.ModelReadyRequest(name=model, version=version or "")
-        return Call("ModelReady", ("ModelReady", request), _ready)
+        return Call(("ModelReady", request), _ready)
 
     def metadata(self, model: str, version: str | None) -> Call[dict[str, Any]]:
         request = pb.ModelMetadataRequest(name=model, version=version or "")
-        return Call("ModelMetadata", ("ModelMetadata", request), _model_metadata)
+        return Call(("ModelMetadata", request), _model_metadata)
 
     def server_metadata(self) -> Call[dict[str, Any]]:
         request = pb.ServerMetadataRequest()
-        return Call("ServerMetadata", ("ServerMetadata", request), _server_metadata)
+        return Call(("ServerMetadata", request), _server_metadata)
 
     def models(self) -> Call[list[dict[str, Any]]]:
         raise InferenceServerError(

@@ -1,6 +1,6 @@
 """Servers on 127.0.0.1 that answer from a script, for what our runtime cannot be made to do
 on demand: a 503 with ``Retry-After``, a 400 to count retries of, chunked bodies, a
-keep-alive connection closed behind the client's back, and gRPC's UNAVAILABLE.
+keep-alive connection closed behind the client's back, gRPC's UNAVAILABLE, and TLS.
 
 ``ScriptedHTTP`` is the standard library's threading HTTP/1.1 server; ``ScriptedGRPC`` a real
 grpcio server with the protocol's servicer. Each answers request N with ``replies[N]`` (the
@@ -23,6 +23,7 @@ import grpc
 
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from tests.helpers.tls import Tls
 
 OUTPUT = {"name": "y", "datatype": "INT32", "shape": [2], "data": [4, 2]}
 OK = json.dumps({"model_name": "m", "outputs": [OUTPUT]}).encode()
@@ -106,16 +107,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def scripted_http(*replies: Reply) -> Iterator[tuple[str, Script]]:
-    """A server answering with ``replies``: its URL and its record."""
+def scripted_http(*replies: Reply, tls: Tls | None = None) -> Iterator[tuple[str, Script]]:
+    """A server answering with ``replies`` (over TLS with ``tls``): its URL and its record."""
     script = Script(list(replies))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    if tls is not None:
+        server.socket = tls.server_context().wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.script = script  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", script
+        yield f"http{'s' if tls else ''}://127.0.0.1:{server.server_address[1]}", script
     finally:
         server.shutdown()
         server.server_close()
@@ -144,16 +147,21 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 @contextmanager
-def scripted_grpc(unavailable: int) -> Iterator[tuple[str, Script]]:
-    """A gRPC server whose first ``unavailable`` ModelInfer calls fail with UNAVAILABLE."""
+def scripted_grpc(unavailable: int, tls: Tls | None = None) -> Iterator[tuple[str, Script]]:
+    """A gRPC server (over TLS with ``tls``) whose first ``unavailable`` ModelInfer calls fail
+    with UNAVAILABLE."""
     script = Script([])
     server = grpc.server(ThreadPoolExecutor(4))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _Servicer(unavailable, script), server
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        pair = (tls.key.read_bytes(), tls.cert.read_bytes())
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([pair]))
     server.start()
     try:
-        yield f"grpc://127.0.0.1:{port}", script
+        yield f"grpc{'s' if tls else ''}://127.0.0.1:{port}", script
     finally:
         server.stop(None).wait(10)

@@ -1,13 +1,14 @@
 """Retries and HTTP framing, against scripted servers on 127.0.0.1 (``scripted.py``): 503
 retried with backoff and ``Retry-After``, 4xx and other errors never, gRPC's UNAVAILABLE
 retried, unreachable and silent servers, chunked and unframed answers, a keep-alive
-connection the server closed, and what actually goes on the wire."""
+connection the server closed, TLS, and what actually goes on the wire."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from modelfleet_client import AsyncClient, Client, InferenceServerError
 from tests.client.scripted import Reply, scripted_grpc, scripted_http
 from tests.helpers.runtime import free_port
+from tests.helpers.tls import make_tls
 
 X = {"x": np.array([1, 2], dtype=np.int32)}
 BUSY = Reply(503, b'{"error": "server is at its limit"}')
@@ -184,3 +186,19 @@ async def test_one_array_calls_look_the_input_name_up_once() -> None:
     last = script.seen[-1]
     split = int(last.headers["inference-header-content-length"])
     assert json.loads(last.body[:split])["inputs"][0]["name"] == "x"
+
+
+async def test_https_and_grpcs_with_the_servers_ca(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    with scripted_http(Reply(), tls=tls) as (url, script):
+        assert infer(url, ca_file=str(tls.ca)) == {"y": [4, 2]}
+        async with AsyncClient(url, ca_file=str(tls.ca)) as aclient:
+            assert (await aclient.infer("m", X))["y"].tolist() == [4, 2]
+        assert len(script.seen) == 2
+        with pytest.raises(InferenceServerError) as untrusted:  # the system's CAs: not this one
+            infer(url)
+        assert untrusted.value.status == 502 and "CERTIFICATE_VERIFY_FAILED" in str(untrusted.value)
+        assert len(script.seen) == 2  # refused at the handshake, and not tried again
+    with scripted_grpc(unavailable=0, tls=tls) as (url, _):
+        with Client(url, ca_file=str(tls.ca)) as client:
+            assert client.infer("m", X)["x"].tolist() == [1, 2]
