@@ -21,9 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelfleet_runtime import __version__, codec
 from modelfleet_runtime.auth import BearerAuth, token_source
-from modelfleet_runtime.dataplane import DataPlane
-from modelfleet_runtime.fastpath import ASGIApp, FastPath, parse_version
-from modelfleet_runtime.handlers import install_error_handlers
+from modelfleet_runtime.dataplane import DataPlane, parse_version
+from modelfleet_runtime.fastpath import ASGIApp, FastPath
+from modelfleet_runtime.http_errors import install_error_handlers
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.openapi import (
     MODEL_ERRORS,
@@ -86,7 +86,7 @@ def create_app(
     tokens = token_source(dataplane.settings)
     app.openapi = Document(app, dataplane.registry, auth=tokens is not None)  # type: ignore[method-assign]
     metrics.in_flight.labels(dataplane.registry.name).set_function(lambda: dataplane.in_flight)
-    served: ASGIApp = FastPath(app, dataplane, metrics)
+    served: ASGIApp = FastPath(app, dataplane)
     if tokens is not None:  # outermost: a refused request reaches no route and no body
         served = BearerAuth(served, tokens)
     return served

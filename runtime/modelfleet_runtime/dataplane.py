@@ -1,27 +1,37 @@
 """The transport-neutral core: health, metadata and inference on decoded values.
 
-``app.py`` turns HTTP into calls here and results back into HTTP; nothing here knows about
-HTTP. Inference checks a request against the model's signature before anything runs, then
-runs it in a worker thread (or through the model's dynamic batcher).
+``fastpath.py`` (HTTP inference), ``app.py`` (the other HTTP routes) and ``grpc_api.py`` turn
+their requests into calls here and the results back into their own answers; nothing here knows
+about HTTP or gRPC. Every inference request, whatever its transport, goes through one envelope,
+``DataPlane.handle``: admission, model and version lookup, the request id in the log context,
+error classification (``classify``: the one place a failure becomes a status, a message and a
+log line) and the request metrics. Inference checks a request against the model's signature
+before anything runs, then runs it inline, in a worker thread or through the model's dynamic
+batcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from modelfleet_runtime import __version__
+from modelfleet_runtime import __version__, logs
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.errors import (
     BadRequestError,
     InferenceError,
     ModelNotReadyError,
     OverloadedError,
+    ServingError,
     ShuttingDownError,
 )
 from modelfleet_runtime.metrics import Metrics
@@ -30,10 +40,50 @@ from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.protocol import InferRequest, InferResponse, TensorSpec, datatype_of
 
+log = logging.getLogger(__name__)
+
 Arrays = dict[str, np.ndarray[Any, Any]]
 Runner = Callable[[OnnxModel, Arrays, list[str] | None], Awaitable[Arrays]]
+T = TypeVar("T")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+def parse_version(raw: str | None) -> int | None:
+    """A version as a path segment or protocol field carries it: positive, no leading zero,
+    else 400. Empty or None: the default version."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or raw.startswith("0"):  # "¹".isdigit()
+        raise BadRequestError(f"model version must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def classify(exc: BaseException, what: str) -> tuple[int, str]:
+    """The status and message a failed request answers with, logged once: a client's mistake
+    (4xx) at info, a 503 (not loaded, overloaded, draining) as a warning, anything else (a
+    model that failed to run, a bug) as an error with its traceback."""
+    if isinstance(exc, ServingError):
+        status, message = exc.status_code, exc.message
+        if status < 500:
+            log.info("%s refused (%d): %s", what, status, message)
+        elif status == 503:
+            log.warning("%s unavailable: %s", what, message)
+        else:
+            log.error("%s failed (%d): %s", what, status, message, exc_info=exc)
+        return status, message
+    log.error("%s failed: unhandled %s", what, type(exc).__name__, exc_info=exc)
+    return 500, f"internal error: {type(exc).__name__}"
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    """How one request through ``DataPlane.handle`` ended: ``value`` (status 200) or
+    ``status`` and ``error``, the message of the ``{"error": ...}`` body or gRPC status."""
+
+    value: T | None = None
+    status: int = 200
+    error: str = ""
 
 
 def check_inputs(model: OnnxModel, inputs: Arrays) -> None:
@@ -82,7 +132,8 @@ class DataPlane:
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._ids = itertools.count(1)  # request ids without an os.urandom call each
         self.draining = False
         self.in_flight = 0
         self._executor = ThreadPoolExecutor(
@@ -125,6 +176,48 @@ class DataPlane:
     def model(self, name: str, version: int | None = None) -> OnnxModel:
         """The model version a request goes to: 404 if unknown, 503 if not loaded."""
         return self.registry.get(name, version)
+
+    async def handle(
+        self,
+        protocol: str,
+        name: str,
+        version: str | None,
+        work: Callable[[OnnxModel], Awaitable[T]],
+        *,
+        request_id: str | None = None,
+        authorize: Callable[[], None] | None = None,
+    ) -> Outcome[T]:
+        """One inference request, for every transport: ``authorize``, admission, the model
+        and version lookup, then ``work(model)`` (the transport's decode, infer, encode), with
+        the request id (the client's, else a number of ours; ``adopt_request_id`` takes one
+        found in the body) in the log context, every failure classified, and the request
+        counted. The transport turns the ``Outcome`` into its own answer."""
+        started = time.perf_counter()
+        label = name if name == self.registry.name else "unknown"
+        token = logs.request_id.set(request_id or f"{next(self._ids):016x}")
+        served = ""
+        try:
+            if authorize is not None:
+                authorize()
+            with self.admit():
+                model = self.model(name, parse_version(version))
+                served = str(model.version)
+                outcome: Outcome[T] = Outcome(await work(model))
+        except Exception as exc:
+            status, message = classify(exc, f"{protocol} inference request")
+            outcome = Outcome(None, status, message)
+        finally:
+            logs.request_id.reset(token)
+        self.metrics.observe_request(
+            label, served, protocol, outcome.status, time.perf_counter() - started
+        )
+        return outcome
+
+    @staticmethod
+    def adopt_request_id(request_id: str | None) -> None:
+        """Log the rest of the request under the client's own id (an HTTP body's ``id``)."""
+        if request_id:
+            logs.request_id.set(request_id)
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -208,7 +301,7 @@ class DataPlane:
             max_queue_delay_us=s.max_queue_delay_us,
             preferred_batch_sizes=s.preferred_batch_sizes,
             max_queue_size=s.max_queue_size,
-            observer=_BatchMetrics(self.metrics, model.name) if self.metrics else None,
+            observer=_BatchMetrics(self.metrics, model.name),
         )
 
     def _release_batcher(self, model: OnnxModel) -> None:

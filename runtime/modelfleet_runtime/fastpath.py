@@ -4,26 +4,22 @@
 routes on the hot path. Profiling (bench/PROFILE.md) showed about half of the event loop's CPU
 per small request going to FastAPI's layers around them (middleware stack, routing, path
 parameter validation, Request/Response objects), so ``FastPath`` serves them directly: read
-the body (bounded), decode with ``codec``, call the ``DataPlane``, encode, count. Everything
-else (health, metadata, /metrics, /docs, lifespan) goes on to the FastAPI app, whose OpenAPI
-document describes these two routes too (``app.py``). Errors leave as ``{"error": "..."}``
-exactly as ``handlers.py`` writes them.
+the body (bounded), decode with ``codec``, encode, inside ``DataPlane.handle`` (admission,
+lookup, request id, errors, metrics: the envelope every transport shares). Everything else
+(health, metadata, /metrics, /docs, lifespan) goes on to the FastAPI app, whose OpenAPI
+document describes these two routes too (``openapi.py``). Errors leave as ``{"error": "..."}``
+exactly as ``http_errors.py`` writes them for the other routes.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelfleet_runtime import codec, logs
+from modelfleet_runtime import codec
 from modelfleet_runtime.dataplane import DataPlane
-from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError, ServingError
-from modelfleet_runtime.metrics import Metrics
-
-log = logging.getLogger(__name__)
+from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError
+from modelfleet_runtime.models.onnx import OnnxModel
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -34,15 +30,6 @@ Headers = list[tuple[bytes, bytes]]
 V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
 V1_PREFIX, V1_SUFFIX = "/v1/models/", ":predict"
 JSON: Headers = [(b"content-type", b"application/json")]
-
-
-def parse_version(raw: str | None) -> int | None:
-    """A version path segment as a number: positive, no leading zero, else 400."""
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or raw.startswith("0"):  # "¹".isdigit()
-        raise BadRequestError(f"model version must be a positive integer, got {raw!r}")
-    return int(raw)
 
 
 def match(path: str) -> tuple[str, str, str | None] | None:
@@ -95,10 +82,9 @@ def _headers(scope: Scope) -> tuple[str | None, int | None]:
 class FastPath:
     """ASGI app: the inference routes here, anything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, dataplane: DataPlane, metrics: Metrics) -> None:
-        self.app, self.dataplane, self.metrics = app, dataplane, metrics
+    def __init__(self, app: ASGIApp, dataplane: DataPlane) -> None:
+        self.app, self.dataplane = app, dataplane
         self.limit = dataplane.settings.max_body_size
-        self._ids = itertools.count(1)  # request ids without an os.urandom call each
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = match(scope["path"]) if scope["type"] == "http" else None
@@ -108,44 +94,29 @@ class FastPath:
             allow = [(b"allow", b"POST")]
             await _respond(send, 405, codec.error_body("Method Not Allowed"), JSON + allow)
         else:
-            await self._serve(scope, receive, send, *found)
+            await self._serve(scope, receive, *found, send)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, protocol: str, name: str, raw: str | None
+        self, scope: Scope, receive: Receive, protocol: str, name: str, raw: str | None, send: Send
     ) -> None:
-        started = time.perf_counter()
-        label = name if name == self.dataplane.registry.name else "unknown"
-        token = logs.request_id.set(f"{next(self._ids):016x}")
-        version, status = "", 200
-        try:
-            with self.dataplane.admit():
-                model = self.dataplane.model(name, parse_version(raw))
-                version = str(model.version)
-                split, length = _headers(scope)
-                body = await read_body(receive, length, self.limit)
-                if protocol == "v2":
-                    content, headers = await self._v2(model, body, split)
-                else:
-                    inputs, rows = codec.decode_v1(body, model.inputs)
-                    content = codec.encode_v1(await self.dataplane.predict(model, inputs), rows)
-                    headers = JSON
-        except ServingError as exc:
-            status = exc.status_code
-            (log.warning if status >= 500 else log.info)("%s", exc.message)
-            content, headers = codec.error_body(exc.message), JSON
-        except Exception as exc:  # the same last resort as handlers._unexpected
-            log.exception("unhandled error", exc_info=exc)
-            status, headers = 500, JSON
-            content = codec.error_body(f"internal error: {type(exc).__name__}")
-        finally:
-            logs.request_id.reset(token)
-        await _respond(send, status, content, headers)
-        self.metrics.observe_request(
-            label, version, protocol, status, time.perf_counter() - started
-        )
+        split, length = _headers(scope)
 
-    async def _v2(self, model: Any, body: bytes, split: str | None) -> tuple[bytes, Headers]:
+        async def work(model: OnnxModel) -> tuple[bytes, Headers]:
+            body = await read_body(receive, length, self.limit)
+            if protocol == "v2":
+                return await self._v2(model, body, split)
+            inputs, rows = codec.decode_v1(body, model.inputs)
+            return codec.encode_v1(await self.dataplane.predict(model, inputs), rows), JSON
+
+        outcome = await self.dataplane.handle(protocol, name, raw, work)
+        if outcome.value is None:
+            await _respond(send, outcome.status, codec.error_body(outcome.error), JSON)
+        else:
+            await _respond(send, 200, *outcome.value)
+
+    async def _v2(self, model: OnnxModel, body: bytes, split: str | None) -> tuple[bytes, Headers]:
         decoded = codec.decode_infer(body, split, max_elements=self.limit)
+        self.dataplane.adopt_request_id(decoded.id)
         response = await self.dataplane.infer(model, decoded)
         content, json_length = codec.encode_infer(response, decoded.binary_outputs)
         if not json_length:

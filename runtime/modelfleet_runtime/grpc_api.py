@@ -15,7 +15,6 @@ distribution's (``modelfleet_client.oip``, ``modelfleet_client.tensors``: one co
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -25,13 +24,12 @@ import numpy as np
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_client.tensors import GRPC_CONTENTS, to_bytes
-from modelfleet_runtime import codec, logs
+from modelfleet_runtime import codec
 from modelfleet_runtime.auth import TokenSource, parse_bearer, token_source
 from modelfleet_runtime.config import Settings
-from modelfleet_runtime.dataplane import DataPlane
-from modelfleet_runtime.errors import BadRequestError, ServingError, UnauthorizedError
-from modelfleet_runtime.fastpath import parse_version
-from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.dataplane import DataPlane, classify, parse_version
+from modelfleet_runtime.errors import BadRequestError, UnauthorizedError
+from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.protocol import DATATYPES, InferRequest, InferResponse, datatype_of
 
 log = logging.getLogger(__name__)
@@ -116,8 +114,8 @@ def _tensors(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.Tenso
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService`` over a ``DataPlane``."""
 
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, tokens: TokenSource | None) -> None:
-        self.dataplane, self.metrics, self.tokens = dataplane, metrics, tokens
+    def __init__(self, dataplane: DataPlane, tokens: TokenSource | None) -> None:
+        self.dataplane, self.tokens = dataplane, tokens
         self.max_elements = dataplane.settings.max_body_size
 
     def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -137,9 +135,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             self._authorize(context)
             return make()
-        except ServingError as exc:
-            await context.abort(CODES.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
-            raise  # pragma: no cover - abort raises
+        except Exception as exc:
+            status, message = classify(exc, "gRPC request")
+        await context.abort(CODES.get(status, grpc.StatusCode.INTERNAL), message)
+        raise AssertionError("context.abort raises")  # pragma: no cover
 
     async def ServerLive(
         self, _request: pb.ServerLiveRequest, _context: grpc.aio.ServicerContext[Any, Any]
@@ -154,10 +153,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelReadyResponse:
-        version = parse_version(request.version or None)
         return await self._answer(
             context,
-            lambda: pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, version)),
+            lambda: pb.ModelReadyResponse(
+                ready=self.dataplane.model_ready(request.name, parse_version(request.version))
+            ),
         )
 
     async def ServerMetadata(
@@ -171,9 +171,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelMetadataResponse:
         def make() -> pb.ModelMetadataResponse:
-            meta = self.dataplane.model_metadata(
-                request.name, parse_version(request.version or None)
-            )
+            meta = self.dataplane.model_metadata(request.name, parse_version(request.version))
             return pb.ModelMetadataResponse(
                 name=meta["name"],
                 versions=meta.get("versions", [meta.get("version", "")]),
@@ -187,37 +185,25 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
-        started = time.perf_counter()
-        name = request.model_name
-        label = name if name == self.dataplane.registry.name else "unknown"
-        token = logs.request_id.set(request.id or f"grpc-{time.monotonic_ns():x}")
-        version, status, error = "", 200, None
-        try:
-            self._authorize(context)
-            with self.dataplane.admit():
-                model = self.dataplane.model(name, parse_version(request.model_version or None))
-                version = str(model.version)
-                decoded = decode(request, self.max_elements)
-                reply = encode(await self.dataplane.infer(model, decoded))
-        except ServingError as exc:
-            status, error = exc.status_code, exc
-            (log.warning if status >= 500 else log.info)("%s", exc.message)
-        except Exception as exc:  # the same last resort as the HTTP paths
-            log.exception("unhandled error", exc_info=exc)
-            status, error = 500, ServingError(f"internal error: {type(exc).__name__}")
-        finally:
-            logs.request_id.reset(token)
-            self.metrics.observe_request(
-                label, version, "grpc", status, time.perf_counter() - started
-            )
-        if error is not None:
-            await context.abort(CODES.get(status, grpc.StatusCode.INTERNAL), error.message)
-        return reply
+        async def work(model: OnnxModel) -> pb.ModelInferResponse:
+            decoded = decode(request, self.max_elements)
+            return encode(await self.dataplane.infer(model, decoded))
+
+        outcome = await self.dataplane.handle(
+            "grpc",
+            request.model_name,
+            request.model_version,
+            work,
+            request_id=request.id,
+            authorize=lambda: self._authorize(context),
+        )
+        if outcome.value is None:
+            code = CODES.get(outcome.status, grpc.StatusCode.INTERNAL)
+            await context.abort(code, outcome.error)
+        return outcome.value
 
 
-async def start(
-    settings: Settings, dataplane: DataPlane, metrics: Metrics
-) -> tuple[grpc.aio.Server, int]:
+async def start(settings: Settings, dataplane: DataPlane) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server on ``settings.grpc_port`` (0: a free one); with its port."""
     server = grpc.aio.server(
         options=[
@@ -226,7 +212,7 @@ async def start(
             ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
         ]
     )
-    servicer = InferenceServicer(dataplane, metrics, token_source(settings))
+    servicer = InferenceServicer(dataplane, token_source(settings))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     try:

@@ -64,7 +64,7 @@ def build(settings: Settings) -> tuple[Any, DataPlane]:
         if settings.grpc_port is None:
             yield
             return
-        grpc_server, _ = await grpc_api.start(settings, dataplane, metrics)
+        grpc_server, _ = await grpc_api.start(settings, dataplane)
         try:
             yield
         finally:  # calls in flight finish within the grace period

@@ -49,7 +49,7 @@ class FuzzedGrpc:
         )
         self.loop = asyncio.new_event_loop()
         self.server, port = self.loop.run_until_complete(
-            grpc_api.start(self.dataplane.settings, self.dataplane, metrics)
+            grpc_api.start(self.dataplane.settings, self.dataplane)
         )
         self.channel = self.loop.run_until_complete(_channel(f"127.0.0.1:{port}"))
         self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)  # type: ignore[no-untyped-call]

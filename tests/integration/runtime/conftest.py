@@ -1,16 +1,24 @@
-"""Fixtures: the runtime's real app, in-process, serving tiny models built by onnx.helper."""
+"""Fixtures: the runtime's real app, in-process, serving tiny models built by onnx.helper, and
+its real gRPC server on 127.0.0.1 called through the generated stub."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_runtime import grpc_api
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.metrics import Metrics
 from tests.helpers import onnx_models
-from tests.helpers.runtime import InProcess, open_in_process
+from tests.helpers.runtime import InProcess, loaded_app, open_in_process
 
 OpenClient = Callable[..., AbstractAsyncContextManager[InProcess]]
 
@@ -27,3 +35,34 @@ async def adder(open_client: OpenClient) -> AsyncIterator[InProcess]:
     versions = {1: onnx_models.add_constant(1.0), 2: onnx_models.add_constant(2.0)}
     async with open_client("adder", versions) as served:
         yield served
+
+
+@dataclass
+class Served:
+    stub: Any  # pb_grpc.GRPCInferenceServiceStub (generated, untyped)
+    dataplane: DataPlane
+    metrics: Metrics
+
+
+Open = Callable[..., AbstractAsyncContextManager[Served]]
+
+
+@pytest.fixture
+def open_grpc(tmp_path: Path) -> Open:
+    @asynccontextmanager
+    async def open_(
+        name: str, versions: dict[int, bytes], **settings: Any
+    ) -> AsyncIterator[Served]:
+        root = onnx_models.write_repository(tmp_path / name, versions)
+        paths = {v: root / str(v) / "model.onnx" for v in versions}
+        _, dataplane, metrics = loaded_app(name, paths, grpc_port=0, **settings)
+        server, port = await grpc_api.start(dataplane.settings, dataplane)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+                yield Served(stub, dataplane, metrics)
+        finally:
+            await server.stop(None)
+            await dataplane.aclose()
+
+    return open_

@@ -6,10 +6,7 @@ bearer tokens, and the request metrics."""
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,45 +14,11 @@ import numpy as np
 import pytest
 
 from modelfleet_client.oip import inference_pb2 as pb
-from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
-from modelfleet_runtime import grpc_api
-from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.protocol import DATATYPES
 from tests.helpers import onnx_models
-from tests.helpers.runtime import loaded_app
+from tests.integration.runtime.conftest import Open
 from tests.integration.runtime.test_v2_protocol import DATATYPE_CASES
-
-
-@dataclass
-class Served:
-    stub: Any  # pb_grpc.GRPCInferenceServiceStub (generated, untyped)
-    dataplane: DataPlane
-    metrics: Metrics
-
-
-Open = Callable[..., AbstractAsyncContextManager[Served]]
-
-
-@pytest.fixture
-def open_grpc(tmp_path: Path) -> Open:
-    @asynccontextmanager
-    async def open_(
-        name: str, versions: dict[int, bytes], **settings: Any
-    ) -> AsyncIterator[Served]:
-        root = onnx_models.write_repository(tmp_path / name, versions)
-        paths = {v: root / str(v) / "model.onnx" for v in versions}
-        _, dataplane, metrics = loaded_app(name, paths, grpc_port=0, **settings)
-        server, port = await grpc_api.start(dataplane.settings, dataplane, metrics)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
-                yield Served(stub, dataplane, metrics)
-        finally:
-            await server.stop(None)
-            await dataplane.aclose()
-
-    return open_
 
 
 def fp32(name: str, values: list[float], shape: list[int]) -> pb.ModelInferRequest.InferInputTensor:

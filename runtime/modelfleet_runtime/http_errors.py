@@ -1,11 +1,11 @@
-"""The one place where exceptions become HTTP answers: ``{"error": "..."}`` with the right
-status, never FastAPI's 422 ``detail``. Client errors log at info, server errors with their
-traceback. ``app.create_app`` installs these.
+"""Where exceptions from the FastAPI routes (health, metadata, repository) become HTTP answers:
+``{"error": "..."}`` with the right status, never FastAPI's 422 ``detail``. The status, message
+and log line come from ``dataplane.classify``, as for inference (``fastpath.py``) and gRPC.
+``app.create_app`` installs these.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request, Response
@@ -13,9 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from modelfleet_runtime import codec
+from modelfleet_runtime.dataplane import classify
 from modelfleet_runtime.errors import ServingError
-
-log = logging.getLogger(__name__)
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -25,13 +24,10 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     )  # fmt: skip
 
 
-async def _serving_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServingError)
-    if exc.status_code >= 500:
-        log.warning("%s", exc.message)
-    else:
-        log.info("rejected request: %s", exc.message)
-    return error_response(exc.status_code, exc.message)
+async def _classified(request: Request, exc: Exception) -> Response:
+    """A ServingError (its status) or anything unexpected (500, logged with its traceback)."""
+    status, message = classify(exc, f"{request.method} {request.url.path}")
+    return error_response(status, message)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -47,13 +43,10 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(400, f"invalid request: {problems}")
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}")
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServingError, _serving_error)
+    # ServingError needs its own entry: Starlette runs the ``Exception`` handler in its
+    # outermost middleware, which answers and then re-raises (to the server's own log).
+    app.add_exception_handler(ServingError, _classified)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _classified)
