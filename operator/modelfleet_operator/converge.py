@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-HASH_ANNOTATION = "serving.modelfleet.dev/applied-hash"
+from modelfleet_operator.kinds import GROUP
+
+HASH_ANNOTATION = f"{GROUP}/applied-hash"
 QUANTITY_MAPS = frozenset({"limits", "requests"})
 """Mappings whose values are all quantities (a container's ``resources``)."""
 QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})

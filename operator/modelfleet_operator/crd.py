@@ -13,13 +13,10 @@ from typing import Any
 
 import yaml
 
+from modelfleet_operator import labels
+from modelfleet_operator.kinds import CRD_NAME, GROUP, INFERENCE_SERVICE, SHORT_NAMES, SINGULAR
 from modelfleet_operator.spec import InferenceServiceSpec
 
-GROUP = "serving.modelfleet.dev"
-VERSION = "v1alpha1"
-KIND = "InferenceService"
-PLURAL = "inferenceservices"
-CRD_NAME = f"{PLURAL}.{GROUP}"
 _DROP = ("title", "default", "$defs", "propertyNames")
 
 RULES: dict[str, list[dict[str, str]]] = {
@@ -58,7 +55,7 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "a canary needs storageUri and/or versionPolicy",
         }
     ],
-    "VersionPolicy": [
+    "VersionPolicySpec": [
         {
             "rule": "!has(self.policy) || self.policy != 'specific'"
             " || (has(self.versions) && size(self.versions) > 0)",
@@ -151,21 +148,21 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "modelfleet"}},
+        "metadata": {"name": CRD_NAME, "labels": {labels.PART_OF: labels.PART_OF_VALUE}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": "inferenceservice",
-                "shortNames": ["isvc"],
+                "kind": INFERENCE_SERVICE.kind,
+                "listKind": f"{INFERENCE_SERVICE.kind}List",
+                "plural": INFERENCE_SERVICE.plural,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
                 "categories": ["modelfleet"],
             },
             "versions": [
                 {
-                    "name": VERSION,
+                    "name": INFERENCE_SERVICE.version,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},

@@ -1,9 +1,11 @@
 """The only module that talks to the Kubernetes API server.
 
-``handlers.py`` calls it through the :class:`Applier` protocol; tests and the benchmark use the
-same client against the kmock emulator. Writes go through one idempotent path, server-side
-apply (``PATCH`` with ``application/apply-patch+yaml``, field manager ``modelfleet``,
-``force=true``), so create and update are the same call and there is no read-modify-write race.
+The live half (``reconcile.py``, ``scheduler.py``, ``peering.py``) calls it through the
+:class:`Applier` protocol, built in ``handlers.py``'s start-up handler; tests and the
+benchmark use the same client against the kmock emulator. Writes go through one idempotent
+path, server-side apply (``PATCH`` with ``application/apply-patch+yaml``, field manager
+``modelfleet``, ``force=true``), so create and update are the same call and there is no
+read-modify-write race.
 
 Errors are mapped once, here: 409, 429, 5xx, timeouts and connection errors become
 ``kopf.TemporaryError`` with short delays (429 honours ``Retry-After``); a 401 logs in again
@@ -14,17 +16,17 @@ reads and deletes is not an error: the object is simply absent.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import ssl
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import aiohttp
 import kopf
+
+from modelfleet_operator.kinds import KindRef
 
 Manifest = dict[str, Any]
 
@@ -43,22 +45,6 @@ THROTTLE_DELAY = 3.0
 MAX_RETRY_AFTER = 60.0
 """Upper bound on a server's ``Retry-After``, so that one bad header cannot stall a resource."""
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class KindRef:
-    """One resource kind: how manifests name it and how its URLs are built."""
-
-    api_version: str
-    kind: str
-    plural: str
-
-    def path(self, namespace: str | None, name: str | None = None) -> str:
-        """The URL of the collection in ``namespace`` (all namespaces if None), or of one object."""
-        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        scope = f"{prefix}/namespaces/{quote(namespace)}" if namespace else prefix
-        path = f"{scope}/{self.plural}"
-        return f"{path}/{quote(name)}" if name else path
 
 
 class Applier(Protocol):

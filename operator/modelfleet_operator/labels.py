@@ -6,14 +6,18 @@ label). Pure: no kopf, no Kubernetes client.
 
 from __future__ import annotations
 
+from modelfleet_operator.kinds import GROUP
+
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-TRACK = "serving.modelfleet.dev/track"
-"""'stable' or 'canary': which Deployment a predictor pod belongs to."""
-ISVC = "serving.modelfleet.dev/inferenceservice"
+TRACK = f"{GROUP}/track"
+"""Label key: 'stable' or 'canary', which Deployment a predictor pod belongs to."""
+INFERENCE_SERVICE_LABEL = f"{GROUP}/inferenceservice"
+"""Label key: the name of the InferenceService a child belongs to (``kinds.INFERENCE_SERVICE``
+is the kind itself)."""
 
 APP_NAME = "modelfleet-runtime"
 PART_OF_VALUE = "modelfleet"
@@ -24,11 +28,6 @@ PREDICTOR = "predictor"
 def managed_selector() -> dict[str, str]:
     """Labels on every child of every InferenceService (for the operator's watches)."""
     return {PART_OF: PART_OF_VALUE, MANAGED_BY: MANAGER}
-
-
-def managed_label_selector() -> str:
-    """``managed_selector()`` as a label-selector string for list/watch calls."""
-    return ",".join(f"{k}={v}" for k, v in sorted(managed_selector().items()))
 
 
 def instance_selector(name: str) -> dict[str, str]:
@@ -52,7 +51,7 @@ def child_labels(name: str, component: str = PREDICTOR, track: str | None = None
         COMPONENT: component,
         PART_OF: PART_OF_VALUE,
         MANAGED_BY: MANAGER,
-        ISVC: name,
+        INFERENCE_SERVICE_LABEL: name,
     }
     if track is not None:
         labels[TRACK] = track

@@ -1,92 +1,82 @@
-"""``modelfleet operator``: parse the command line, then run kopf with our handlers.
+"""``modelfleet operator``: read the settings, then run kopf with our handlers.
 
-Called by ``cli.operator_command``. Builds the configuration (``OperatorConfig`` from the
-environment) and a fresh kopf registry here, at start-up, never at import time. With
-``--peering`` several replicas can run: kopf's peering keeps one active, and each replica needs
-a distinct ``--priority`` (equal priorities freeze every replica, O11); without ``--priority``
-one is derived from the host (pod) name. ``--peering-lifetime`` is how long a silent replica
-counts as alive (kopf's ``settings.peering.lifetime``, default 60 s): a follower takes over
-about that long after the active replica dies. Logging is configured from the settings
-(``log_level``, ``log_format``) through the runtime's ``logs.configure``; ``--liveness`` starts
-the operator's one HTTP port (health and ``/metrics``, see ``metrics.py``).
+Called by ``cli.operator_command``. Every option is a field of ``config.OperatorConfig``, read
+from the command line over the environment (``MODELFLEET_OPERATOR_<NAME>``) over the defaults
+by pydantic-settings, as ``modelfleet serve`` reads the runtime's; ``--help`` lists them. The
+settings and a fresh kopf registry are built here, at start-up, never at import time. With
+``--peering`` several replicas can run: kopf's peering keeps one active (``peering.py``).
+Logging is configured from the settings (``log_level``, ``log_format``) through the runtime's
+``logs.configure``; ``--liveness`` starts the operator's one HTTP port (health and
+``/metrics``, see ``metrics.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import socket
-import zlib
+import sys
 from collections.abc import Sequence
 
 import kopf
+from pydantic import ValidationError
+from pydantic_settings import CliSettingsSource
 
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.handlers import METRICS_KEY, LiveOptions, register
+from modelfleet_operator.handlers import METRICS_KEY, register
 from modelfleet_operator.metrics import OperatorMetrics
-from modelfleet_operator.peering import Peering
+from modelfleet_operator.peering import peering_of
 from modelfleet_runtime import logs
 
+SHORTCUTS: dict[str, str | list[str]] = {
+    "namespaces": ["namespace", "n"],
+    "all-namespaces": "A",
+    "resync-seconds": "resync",
+}
+"""Other spellings of some flags (kubectl's ``--namespace``/``-n``/``-A``)."""
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """The ``modelfleet operator`` options."""
-    parser = argparse.ArgumentParser(prog="modelfleet operator", description=__doc__)
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch only NS")
-    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all (default)")
-    parser.add_argument("--peering", help="kopf peering name: run more than one replica safely")
-    parser.add_argument("--priority", type=int, help="peering priority; unique per replica")
-    parser.add_argument(
-        "--peering-lifetime",
-        type=int,
-        default=60,
-        help="seconds a silent peer counts as alive (takeover delay); kopf's default is 60",
+
+def parse_settings(argv: Sequence[str]) -> OperatorConfig:
+    """Settings from ``argv`` over the environment over the defaults (exits on ``--help``
+    and on unknown options, as argparse does)."""
+    source: CliSettingsSource[OperatorConfig] = CliSettingsSource(
+        OperatorConfig,
+        cli_prog_name="modelfleet operator",
+        cli_kebab_case=True,
+        cli_implicit_flags=False,
+        cli_use_class_docs_for_groups=False,
+        cli_shortcuts=SHORTCUTS,
     )
-    parser.add_argument(
-        "--liveness",
-        help="health endpoint, e.g. http://0.0.0.0:8080/healthz; /metrics is served on its port",
-    )
-    parser.add_argument("--resync", type=float, default=60.0, help="resync period, seconds")
-    return parser.parse_args(list(argv))
+    return OperatorConfig(_cli_settings_source=source(args=list(argv)))
 
 
-def default_priority() -> int:
-    """A stable per-pod priority, so that replicas differ without configuration."""
-    return 1 + zlib.crc32(socket.gethostname().encode()) % 1_000_000
-
-
-async def run(args: argparse.Namespace, config: OperatorConfig) -> None:
+async def run(config: OperatorConfig) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM are kopf's to handle)."""
     registry = kopf.OperatorRegistry()
-    namespaces = tuple(args.namespace)
-    priority = args.priority if args.priority is not None else default_priority()
-    options = LiveOptions(
-        resync_seconds=args.resync,
-        namespaces=namespaces,
-        endpoint=args.liveness,
-        peering=Peering(args.peering, priority) if args.peering is not None else None,
-    )
-    register(registry, config, options)
+    register(registry, config)
     memo = kopf.Memo()
     memo[METRICS_KEY] = OperatorMetrics()
+    namespaces = tuple(config.namespaces)
+    peering = peering_of(config)
     settings = kopf.OperatorSettings()
-    settings.peering.lifetime = args.peering_lifetime
+    settings.peering.lifetime = config.peering_lifetime  # before kopf's peering task starts
     await kopf.operator(
         settings=settings,
         registry=registry,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=priority,
+        standalone=peering is None,
+        peering_name=peering.name if peering is not None else None,
+        priority=peering.priority if peering is not None else 0,
         memo=memo,  # no kopf liveness server: ours serves health and metrics on one port
     )
 
 
 def main(argv: Sequence[str]) -> int:
     """Entry point for ``modelfleet operator``; returns the process exit code."""
-    args = parse_args(argv)
-    config = OperatorConfig()
+    try:
+        config = parse_settings(argv)
+    except ValidationError as exc:
+        sys.stderr.write(f"modelfleet operator: invalid settings:\n{exc}\n")
+        return 2
     logs.configure(config.log_level, config.log_format)
-    asyncio.run(run(args, config))
+    asyncio.run(run(config))
     return 0

@@ -21,7 +21,8 @@ import aiohttp.web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from modelfleet_operator.kube import Applier, KindRef, Manifest
+from modelfleet_operator.kinds import KindRef
+from modelfleet_operator.kube import Applier, Manifest
 
 RESULTS = ("unchanged", "changed", "invalid", "error")
 """Values of the ``result`` label of ``modelfleet_operator_reconciles_total``."""

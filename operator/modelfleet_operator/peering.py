@@ -1,7 +1,7 @@
 """Is this replica the active one under kopf's peering? Asked by our own background work.
 
 kopf pauses its watches, handlers and timers while another live peer outranks this replica,
-but the resync loop (``handlers.py``) is a plain task of ours: it asks before each round. The
+but the resync loop (``scheduler.py``) is a plain task of ours: it asks before each round. The
 answer comes from the peering object kopf keeps (``status``: one entry per replica, with its
 priority, lifetime and when it was last seen) by kopf's own rule (``kopf._core.engines.
 peering``): paused while a live peer has a higher priority, or another has the same one.
@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import socket
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from modelfleet_operator.kube import KindRef, Manifest
+from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.kinds import KindRef
+from modelfleet_operator.kube import Manifest
 
 CLUSTER = KindRef("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings")
 NAMESPACED = KindRef("kopf.dev/v1", "KopfPeering", "kopfpeerings")
@@ -36,6 +40,20 @@ class Peering:
 
     name: str
     priority: int
+
+
+def default_priority() -> int:
+    """A stable per-pod priority, so that replicas differ without configuration."""
+    return 1 + zlib.crc32(socket.gethostname().encode()) % 1_000_000
+
+
+def peering_of(config: OperatorConfig) -> Peering | None:
+    """This replica's peering from the settings (priority derived when unset); None when the
+    operator runs standalone."""
+    if config.peering is None:
+        return None
+    priority = config.priority if config.priority is not None else default_priority()
+    return Peering(config.peering, priority)
 
 
 def alive(entry: Mapping[str, Any], now: datetime.datetime) -> bool:

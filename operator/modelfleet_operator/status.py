@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from modelfleet_operator.render.plan import CANARY, STABLE, Track, plan
-from modelfleet_operator.spec import ParsedService, VersionPolicy
+from modelfleet_operator.spec import ParsedService, VersionPolicySpec
 
 Observed = Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]]
 """Live children: a mapping of name to object, or just the objects."""
@@ -82,7 +82,7 @@ def deployment_health(dep: Mapping[str, Any] | None) -> tuple[bool | None, str, 
     return False, "RolloutInProgress", f"{ready} of {want} replicas ready, {updated} updated"
 
 
-def policy_summary(policy: VersionPolicy) -> str:
+def policy_summary(policy: VersionPolicySpec) -> str:
     """'latest 1', 'all' or '1,3': the versions column."""
     if policy.policy == "latest":
         return f"latest {policy.num_versions}"

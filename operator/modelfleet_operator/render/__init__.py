@@ -2,14 +2,15 @@
 
 Pure (no I/O, no clock, no randomness) and deterministic in order. Children carry labels and
 a namespace but no ownerReferences: the live half adds those with ``kopf.adopt``. Called by
-the operator's handlers and by ``modelfleet render``.
+the live half's reconcile (``reconcile.py``) and by ``modelfleet render`` (``cli.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.kinds import KindRef
 from modelfleet_operator.render.deployment import deployment
 from modelfleet_operator.render.network import http_route, service, track_services
 from modelfleet_operator.render.plan import Track, deployment_name, plan, split_replicas
@@ -17,7 +18,6 @@ from modelfleet_operator.render.scaling import autoscalers, pdb
 from modelfleet_operator.spec import ParsedService
 
 __all__ = [
-    "ManagedKind",
     "Track",
     "deployment_name",
     "managed_kinds",
@@ -27,24 +27,17 @@ __all__ = [
 ]
 
 
-class ManagedKind(NamedTuple):
-    """A kind of child the operator may create (for watches, RBAC and pruning)."""
-
-    api_version: str
-    kind: str
-    plural: str
-
-
-def managed_kinds() -> list[ManagedKind]:
-    """Every child kind ``render`` can produce, in apply order. The live half prunes, by
-    label, children of these kinds that the latest render no longer contains."""
+def managed_kinds() -> list[KindRef]:
+    """Every child kind ``render`` can produce, in apply order: what the live half watches
+    and prunes (children of these kinds that the latest render no longer contains) and what
+    the chart's RBAC must allow."""
     return [
-        ManagedKind("apps/v1", "Deployment", "deployments"),
-        ManagedKind("v1", "Service", "services"),
-        ManagedKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        ManagedKind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
-        ManagedKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-        ManagedKind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        KindRef("apps/v1", "Deployment", "deployments"),
+        KindRef("v1", "Service", "services"),
+        KindRef("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        KindRef("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        KindRef("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        KindRef("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelfleet_operator.spec import InferenceServiceSpec, ParsedService, VersionPolicy
+from modelfleet_operator.spec import InferenceServiceSpec, ParsedService, VersionPolicySpec
 
 STABLE = "stable"
 CANARY = "canary"
@@ -21,7 +21,7 @@ class Track:
     track: str
     deployment: str
     storage_uri: str
-    version_policy: VersionPolicy
+    version_policy: VersionPolicySpec
     min_replicas: int
     max_replicas: int
     percent: int
@@ -91,7 +91,7 @@ def _stable(name: str, spec: InferenceServiceSpec, lo: int, hi: int) -> Track:
     return Track(STABLE, deployment_name(name), spec.model.storage_uri, policy, lo, hi, 100)
 
 
-def _canary_model(spec: InferenceServiceSpec) -> tuple[str, VersionPolicy]:
+def _canary_model(spec: InferenceServiceSpec) -> tuple[str, VersionPolicySpec]:
     canary = spec.modelfleet.canary
     assert canary is not None  # canary_percent is None without it
     uri = canary.storage_uri or spec.model.storage_uri

@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.handlers import LiveOptions, register
+from modelfleet_operator.handlers import register
 from tests.integration.operator.emulator import (
     ISVC_RESOURCE,
     ClusterEmulator,
@@ -153,8 +153,8 @@ def _plural(resource: str) -> str:
 class OperatorThread:
     """The real operator (our handlers in kopf) running in a thread with its own loop."""
 
-    def __init__(self, options: LiveOptions) -> None:
-        self.options = options
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
         self.thread = threading.Thread(target=self._main, name="kopf", daemon=True)
@@ -162,7 +162,7 @@ class OperatorThread:
 
     def _main(self) -> None:
         registry = kopf.OperatorRegistry()
-        register(registry, OperatorConfig(), self.options)
+        register(registry, self.config)
         try:
             asyncio.run(
                 kopf.operator(
@@ -234,10 +234,10 @@ async def start_operator(emulator: ClusterEmulator) -> AsyncIterator[OperatorFac
     async def start(
         resync_seconds: float = 30.0, endpoint: str | None = None, request_timeout: float = 10.0
     ) -> OperatorThread:
-        options = LiveOptions(
-            resync_seconds=resync_seconds, endpoint=endpoint, request_timeout=request_timeout
+        config = OperatorConfig(
+            resync_seconds=resync_seconds, liveness=endpoint, request_timeout=request_timeout
         )
-        op = OperatorThread(options)
+        op = OperatorThread(config)
         started.append(op)
         await op.start()
         return op

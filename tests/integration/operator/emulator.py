@@ -41,9 +41,10 @@ import kmock
 from kmock._internal import dicts as kdicts
 
 from modelfleet_operator.converge import quantity
+from modelfleet_operator.kinds import INFERENCE_SERVICE, SHORT_NAMES, SINGULAR
 from tests.integration.operator import fastpath
 
-ISVC_RESOURCE = "serving.modelfleet.dev/v1alpha1/inferenceservices"
+ISVC_RESOURCE = f"{INFERENCE_SERVICE.api_version}/{INFERENCE_SERVICE.plural}"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -313,11 +314,11 @@ def declare_resources(emulator: ClusterEmulator, *, gateway_api: bool = False) -
         for resource in [r for r in emulator.resources if r.group == GATEWAY_GROUP]:
             emulator.resources.pop(resource)
     emulator.resources[ISVC_RESOURCE] = kmock.ResourceInfo(
-        kind="InferenceService",
-        singular="inferenceservice",
+        kind=INFERENCE_SERVICE.kind,
+        singular=SINGULAR,
         namespaced=True,
         verbs={"list", "watch", "get", "patch", "create", "delete"},
-        shortnames={"isvc"},
+        shortnames=set(SHORT_NAMES),
         subresources={"status"},
     )
     emulator.resources["keda.sh/v1alpha1/scaledobjects"] = kmock.ResourceInfo(

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from modelfleet_operator.checks import SpecError
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.handlers import LiveOptions
 from modelfleet_operator.render import render
 from modelfleet_operator.spec import parse
 from tests.helpers.spec_edits import EDITS, ready
@@ -66,7 +65,7 @@ def live_children(cluster: Cluster) -> set[tuple[str, str]]:
 async def scenario(workdir: Path, edits: list[tuple[dict[str, Any], float]]) -> None:
     async with emulated(workdir) as emulator:
         cluster = Cluster(emulator)
-        operator = OperatorThread(LiveOptions(resync_seconds=30.0))
+        operator = OperatorThread(OperatorConfig(resync_seconds=30.0))
         await operator.start()
         try:
             body = isvc("iris", minReplicas=1, maxReplicas=3)

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from modelfleet_operator import main as operator_main
+from modelfleet_operator import peering as operator_peering
 from tests.integration.operator.conftest import DEPLOYMENTS, HPAS, SERVICES, Cluster, isvc
 from tests.integration.operator.emulator import ISVC_RESOURCE, ClusterEmulator, Fault
 
@@ -204,10 +205,14 @@ def test_replicas_without_priority_get_distinct_ones(
     derived = []
     for host in hosts:
         monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
-        derived.append(operator_main.default_priority())
+        derived.append(operator_peering.default_priority())
     assert derived[0] != derived[1]
     assert all(p > 0 for p in derived)
-    assert operator_main.parse_args(["--peering", "x"]).priority is None  # derived, not 0
+    settings = operator_main.parse_settings(["--peering", "x"])
+    assert settings.priority is None
+    assert operator_peering.peering_of(settings) == operator_peering.Peering(
+        "x", derived[-1]
+    )  # derived, not 0
 
 
 async def test_sigkill_mid_reconcile_then_restart_converges(

@@ -14,8 +14,8 @@ import kopf
 import pytest
 import pytest_asyncio
 
+from modelfleet_operator.kinds import INFERENCE_SERVICE as ISVC
 from modelfleet_operator.kube import KubeClient
-from modelfleet_operator.reconcile import ISVC
 
 VALID = "Bearer rotated"
 

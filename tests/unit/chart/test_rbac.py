@@ -105,8 +105,7 @@ def test_every_child_kind_the_operator_renders_is_granted() -> None:
     (role,) = render().of_kind("ClusterRole")
     granted = grants(role)
     for kind in operator_render.managed_kinds():
-        group = kind.api_version.rpartition("/")[0]
-        assert granted.get((group, kind.plural)) == WRITE_CHILD, kind
+        assert granted.get((kind.group, kind.plural)) == WRITE_CHILD, kind
 
 
 def test_rbac_can_be_left_to_the_user() -> None:

@@ -125,17 +125,24 @@ def test_ha_replicas_get_distinct_priorities(replicas: int) -> None:
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
 
 
-def test_operator_args_parse_with_the_operators_own_parser(rendered: Rendered) -> None:
+def test_operator_args_and_env_parse_with_the_operators_own_settings(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's args over its env, read as ``modelfleet operator`` reads them."""
     container = _operator_container(rendered)
+    for var in container["env"]:
+        if "value" in var:
+            monkeypatch.setenv(var["name"], var["value"])
     args = [_expand(a, {"POD_INDEX": "0"}) for a in container["args"]]
     assert args[0] == "operator"
-    parsed = operator_main.parse_args(args[1:])
+    parsed = operator_main.parse_settings(args[1:])
     assert parsed.liveness == "http://0.0.0.0:8080/healthz"
     (workload,) = rendered.of_kind("Deployment", "StatefulSet")
     watched = sorted({o["metadata"]["namespace"] for o in rendered.of_kind("Role")})
-    assert sorted(parsed.namespace) == watched
+    assert sorted(parsed.namespaces) == watched
     assert parsed.all_namespaces == (not watched)
     assert (parsed.peering is not None) == (workload["kind"] == "StatefulSet")
+    assert parsed.priority == (10 if parsed.peering is not None else None)
 
 
 def test_operator_env_builds_the_operators_config(

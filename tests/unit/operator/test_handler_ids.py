@@ -11,7 +11,7 @@ import re
 import kopf
 
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.handlers import LiveOptions, register
+from modelfleet_operator.handlers import register
 
 QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 """The name part of an annotation key (k8s.io/apimachinery IsQualifiedName)."""
@@ -19,7 +19,7 @@ QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 def test_progress_annotations_of_every_handler_are_valid_names() -> None:
     registry = kopf.OperatorRegistry()
-    register(registry, OperatorConfig(), LiveOptions())
+    register(registry, OperatorConfig())
     handlers = list(registry._changing.get_all_handlers())
     assert handlers, "no resource handlers registered"
     storage = kopf.AnnotationsProgressStorage()

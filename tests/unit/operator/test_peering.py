@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from modelfleet_operator import peering
-from modelfleet_operator.kube import KindRef, Manifest
+from modelfleet_operator.kinds import KindRef
+from modelfleet_operator.kube import Manifest
 from modelfleet_operator.peering import Peering, active, outranked
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
