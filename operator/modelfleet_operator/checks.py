@@ -6,21 +6,23 @@ autoscalers). ``spec.parse`` calls these; pure: no kopf, no Kubernetes client, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from ipaddress import ip_address
+import socket
+from collections.abc import Collection, Mapping
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from modelfleet_operator.oci_ref import parse_oci_uri
+from modelfleet_runtime.schemes import scheme_of, spec_schemes
 
 if TYPE_CHECKING:
     from modelfleet_operator.spec import (
         CanarySpec,
         InferenceServiceSpec,
         PredictorSpec,
-        VersionPolicySpec,
+        VersionPolicy,
     )
 
 
@@ -73,7 +75,6 @@ RESERVED_ENV = frozenset(
     f"MODELFLEET_{n}" for n in ("MODEL_URI", "NAME", "HOST", "PORT", "MODEL_DIR")
 )
 """Runtime variables the Service, probes and volumes depend on: the user may not set them."""
-SCHEMES = ("s3", "gs", "https", "file", "pvc", "oci")
 _METADATA_HOSTS = ("metadata.google.internal", "metadata", "instance-data")
 
 
@@ -115,39 +116,68 @@ def check_annotations(annotations: Mapping[str, str]) -> None:
         )
 
 
-def check_storage_uri(uri: str, field: str) -> None:
-    """Allow only the supported schemes; refuse link-local and cloud metadata addresses (SSRF)."""
-    if _is_oci(uri):  # before urlsplit, whose netloc may hold credentials
+def check_storage_uri(uri: str, field: str, trusted_hosts: Collection[str] = ()) -> None:
+    """Allow only the schemes a storageUri may use (``modelfleet_runtime.schemes``); refuse
+    loopback, link-local and cloud metadata hosts (SSRF) unless ``trusted_hosts`` names them."""
+    if scheme_of(uri).names_image:  # before urlsplit, whose netloc may hold credentials
         ref = parse_oci_uri(uri, field)
-        check_host(ref.hostname, f"{field}: {uri!r}")
+        check_host(ref.hostname, f"{field}: {uri!r}", trusted_hosts)
         return
     parts = urlsplit(uri)
-    if parts.scheme not in SCHEMES:
+    scheme = scheme_of(uri)
+    if not scheme.in_spec:
         raise ValueError(
             f"{field}: scheme {parts.scheme or '(none)'!r} of {uri!r} is not "
-            f"supported; use one of {', '.join(s + '://' for s in SCHEMES)}"
+            f"supported; use one of {', '.join(s + '://' for s in spec_schemes())}"
         )
-    if parts.scheme in ("s3", "gs", "pvc") and not parts.netloc:
+    if scheme.netloc in ("bucket", "claim") and not parts.netloc:
         raise ValueError(f"{field}: {uri!r} names no bucket or claim")
-    check_host(parts.hostname, f"{field}: {uri!r}")
+    check_host(parts.hostname, f"{field}: {uri!r}", trusted_hosts)
 
 
-def check_host(host: str | None, what: str) -> None:
-    """Refuse link-local, loopback and cloud metadata hosts."""
+def check_host(host: str | None, what: str, trusted_hosts: Collection[str] = ()) -> None:
+    """Refuse loopback (``localhost`` and ``*.localhost`` too), link-local, unspecified and
+    cloud metadata hosts, unless ``trusted_hosts`` (the operator's ``trusted_storage_hosts``)
+    names the host exactly. Numeric forms that resolvers read as IPv4 (``127.1``,
+    ``2852039166``) and IPv4-mapped IPv6 addresses are judged by the address they mean."""
     if not host:
         return
-    if host.lower() in _METADATA_HOSTS:
-        raise ValueError(f"{what} points at a cloud metadata service; use a storage URI")
-    try:
-        addr = ip_address(host)
-    except ValueError:
+    name = host.lower().rstrip(".")
+    if name in {h.lower() for h in trusted_hosts}:
         return
-    if addr.is_link_local or addr.is_loopback or addr.is_unspecified:
+    if name in _METADATA_HOSTS:
+        raise ValueError(f"{what} points at a cloud metadata service; use a storage URI")
+    addr = _address(name)
+    local_name = name == "localhost" or name.endswith(".localhost")  # RFC 6761: loopback
+    if local_name or (
+        addr is not None and (addr.is_link_local or addr.is_loopback or addr.is_unspecified)
+    ):
         raise ValueError(f"{what} points at a link-local or loopback address; use a storage URI")
 
 
-def check_semantics(name: str, spec: InferenceServiceSpec, annotations: Mapping[str, str]) -> None:
-    """Cross-field rules of a schema-valid spec."""
+def _address(host: str) -> IPv4Address | IPv6Address | None:
+    """The IP address ``host`` names without a DNS lookup, or None for a name."""
+    try:
+        addr = ip_address(host)
+    except ValueError:
+        if not host.replace(".", "").replace("x", "").isalnum() or not host[:1].isdigit():
+            return None
+        try:  # the legacy forms getaddrinfo accepts: 127.1, 0x7f.1, 2130706433
+            return IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def check_semantics(
+    name: str,
+    spec: InferenceServiceSpec,
+    annotations: Mapping[str, str],
+    trusted_hosts: Collection[str] = (),
+) -> None:
+    """Cross-field rules of a schema-valid spec; ``trusted_hosts`` as in ``check_host``."""
     _check_name(name)
     _check_model(spec.predictor)
     for env in spec.model.env:
@@ -156,18 +186,18 @@ def check_semantics(name: str, spec: InferenceServiceSpec, annotations: Mapping[
                 f"spec.predictor.model.env: {env.name} is set by the operator from "
                 "the spec; remove it (storageUri, versionPolicy, ...)"
             )
-    check_storage_uri(spec.model.storage_uri, "spec.predictor.model.storageUri")
+    check_storage_uri(spec.model.storage_uri, "spec.predictor.model.storageUri", trusted_hosts)
     _check_scaling(spec, annotations)
     mf = spec.modelfleet
     _check_policy(mf.version_policy, "spec.modelfleet.versionPolicy")
     if mf.canary is not None:
-        _check_canary(mf.canary)
+        _check_canary(mf.canary, trusted_hosts)
     _check_oci(spec)
     if mf.storage is not None and mf.storage.endpoint is not None:
         ep = urlsplit(mf.storage.endpoint)
         if ep.scheme not in ("http", "https") or not ep.hostname:
             raise ValueError("spec.modelfleet.storage.endpoint: must be an http(s):// URL")
-        check_host(ep.hostname, "spec.modelfleet.storage.endpoint")
+        check_host(ep.hostname, "spec.modelfleet.storage.endpoint", trusted_hosts)
     for version, digest in mf.digests.items():
         hexd = digest.removeprefix("sha256:")
         if not version.isdigit() or len(hexd) != 64 or hexd.strip("0123456789abcdef"):
@@ -241,7 +271,7 @@ def _check_scaling(spec: InferenceServiceSpec, annotations: Mapping[str, str]) -
         )
 
 
-def _check_policy(policy: VersionPolicySpec, field: str) -> None:
+def _check_policy(policy: VersionPolicy, field: str) -> None:
     if policy.policy == "specific" and not policy.versions:
         raise ValueError(f"{field}.versions: policy 'specific' needs at least one version")
     if policy.policy != "specific" and policy.versions:
@@ -250,11 +280,11 @@ def _check_policy(policy: VersionPolicySpec, field: str) -> None:
         raise ValueError(f"{field}.versions: version numbers start at 1")
 
 
-def _check_canary(canary: CanarySpec) -> None:
+def _check_canary(canary: CanarySpec, trusted_hosts: Collection[str]) -> None:
     if canary.storage_uri is None and canary.version_policy is None:
         raise ValueError("spec.modelfleet.canary: set storageUri and/or versionPolicy")
     if canary.storage_uri is not None:
-        check_storage_uri(canary.storage_uri, "spec.modelfleet.canary.storageUri")
+        check_storage_uri(canary.storage_uri, "spec.modelfleet.canary.storageUri", trusted_hosts)
     if canary.version_policy is not None:
         _check_policy(canary.version_policy, "spec.modelfleet.canary.versionPolicy")
 
@@ -271,22 +301,18 @@ def _check_oci(spec: InferenceServiceSpec) -> None:
         policy = canary.version_policy or mf.version_policy
         tracks.append((f"spec.modelfleet.{field}", canary.storage_uri or stable_uri, policy))
     for field, uri, policy in tracks:
-        if _is_oci(uri) and policy.policy == "specific" and policy.versions != [1]:
+        if scheme_of(uri).names_image and policy.policy == "specific" and policy.versions != [1]:
             raise ValueError(
                 f"{field}: an oci:// model is served as version 1 only; use versions [1] or "
                 "policy latest"
             )
     for field, uri in spec.storage_uris.items():
-        if mf.oci_delivery == "ImageVolume" and not _is_oci(uri):
+        if mf.oci_delivery == "ImageVolume" and not scheme_of(uri).names_image:
             raise ValueError(
                 f"spec.modelfleet.ociDelivery: ImageVolume mounts an oci:// model as an image "
                 f"volume, but {field} is {urlsplit(uri).scheme or '(no scheme)'}://; use an "
                 "oci:// storageUri, or remove ociDelivery (the runtime then downloads the model)"
             )
-
-
-def _is_oci(uri: str) -> bool:
-    return uri[:6].lower() == "oci://"
 
 
 def format_error(exc: ValidationError) -> str:

@@ -58,7 +58,7 @@ def render_command(argv: list[str]) -> int:
             body.setdefault("metadata", {})["namespace"] = args.namespace
         name = body.get("metadata", {}).get("name", "?")
         try:
-            svc = parse(body)
+            svc = parse(body, config.trusted_storage_hosts)
         except SpecError as exc:
             sys.stderr.write(f"InvalidSpec: {name}: {exc.message}\n")
             return 1

@@ -9,7 +9,7 @@ generated from these models (``crd.py``). Called by the operator's handlers and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +25,6 @@ from modelfleet_operator.checks import (
     format_error,
     reject_kserve_only,
 )
-from modelfleet_runtime.config import VersionPolicy
 
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 Autoscaler = Literal["hpa", "keda"]
@@ -81,13 +80,10 @@ class ModelSpec(_Model):
     """Extra environment variables for the runtime container."""
 
 
-class VersionPolicySpec(_Model):
-    """Which model versions a pod loads (TF Serving's model_version_policy): the spec's
-    ``versionPolicy`` object. Its ``policy`` is the runtime's own ``config.VersionPolicy``
-    literal, which the operator renders into ``MODELFLEET_VERSION_POLICY``: one list of policy
-    names, so the CRD accepts exactly what the runtime serves."""
+class VersionPolicy(_Model):
+    """Which model versions a pod loads (TF Serving's model_version_policy)."""
 
-    policy: VersionPolicy = "latest"
+    policy: Literal["latest", "all", "specific"] = "latest"
     """'latest' (newest numVersions), 'all', or 'specific' (exactly ``versions``)."""
     num_versions: int = Field(default=1, ge=1)
     """How many of the newest versions 'latest' keeps loaded."""
@@ -137,7 +133,7 @@ class CanarySpec(_Model):
 
     storage_uri: str | None = None
     """The canary's storageUri; default: the stable one (with another version policy)."""
-    version_policy: VersionPolicySpec | None = None
+    version_policy: VersionPolicy | None = None
     """The canary's version policy; default: the stable one."""
 
 
@@ -160,7 +156,7 @@ class RuntimeSpec(_Model):
 class ModelFleetSpec(_Model):
     """ModelFleet's own fields: everything KServe has no equivalent for."""
 
-    version_policy: VersionPolicySpec = Field(default_factory=VersionPolicySpec)
+    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
     """Which versions pods load; default latest 1."""
     digests: dict[str, str] = Field(default_factory=dict)
     """Expected sha256 of model.onnx per version number, e.g. {"1": "sha256:ab12..."}."""
@@ -283,8 +279,9 @@ class ParsedService:
     annotations: Mapping[str, str]
 
 
-def parse(body: Mapping[str, Any]) -> ParsedService:
-    """Validate an InferenceService body; raise ``SpecError`` saying what to fix."""
+def parse(body: Mapping[str, Any], trusted_hosts: Collection[str] = ()) -> ParsedService:
+    """Validate an InferenceService body; raise ``SpecError`` saying what to fix.
+    ``trusted_hosts``: the operator's ``trusted_storage_hosts`` (see ``checks.check_host``)."""
     meta = body.get("metadata") or {}
     raw = body.get("spec")
     if not isinstance(raw, Mapping):
@@ -294,7 +291,7 @@ def parse(body: Mapping[str, Any]) -> ParsedService:
         reject_kserve_only(raw)
         check_annotations(annotations)
         spec = InferenceServiceSpec.model_validate(raw)
-        check_semantics(str(meta.get("name", "")), spec, annotations)
+        check_semantics(str(meta.get("name", "")), spec, annotations, trusted_hosts)
     except ValidationError as exc:
         raise SpecError(format_error(exc)) from None
     except ValueError as exc:

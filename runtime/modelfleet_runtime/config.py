@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelfleet_runtime import schemes
+
 ENV_PREFIX = "MODELFLEET_"
 
 VersionPolicy = Literal["latest", "all", "specific"]
@@ -95,8 +97,9 @@ class Settings(BaseSettings):
     $GOOGLE_APPLICATION_CREDENTIALS, if set). Without one, objects are read anonymously
     (public buckets, like KServe's samples)."""
 
-    allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "https", "oci", "file"])
-    """URI schemes the server may fetch from; anything else is refused before any connection."""
+    allowed_schemes: list[str] = Field(default_factory=schemes.default_allowed_schemes)
+    """URI schemes the server may fetch from; anything else is refused before any connection.
+    Default: s3, gs, https, oci, file (http, to loopback only, must be named)."""
 
     allowed_hosts: list[str] = Field(default_factory=list)
     """If set, the only hosts (S3/GCS endpoints, https hosts, registries and the token realms
@@ -218,12 +221,4 @@ class Settings(BaseSettings):
     @property
     def model_name(self) -> str:
         """The name the model is served under."""
-        if self.name:
-            return self.name
-        from .storage.uri import file_stem  # here: storage imports this module
-
-        last = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
-        if self.model_uri.startswith("oci://"):  # the repository's last part, no tag/digest
-            last = last.split("@", 1)[0].split(":", 1)[0]
-        stem = file_stem(last)
-        return (last if stem is None else stem) or "model"
+        return self.name or schemes.model_name(self.model_uri)

@@ -68,7 +68,9 @@ def create_namespace(cluster: Cluster, name: str, labels: dict[str, str] | None 
 
 @pytest.fixture(scope="session")
 def release(cluster: Cluster) -> Iterator[str]:
-    """The chart installed by ``helm install`` as a user would; yields its namespace."""
+    """The chart installed by ``helm install`` as a user would; yields its namespace. The
+    operator trusts ``localhost`` as a storage host (``test_oci.py``'s registry), as a kind
+    cluster's local registry needs: without it, the SSRF check refuses the name."""
     cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", "--wait")
     create_namespace(cluster, SYSTEM_NAMESPACE)
     cluster.helm(
@@ -77,6 +79,8 @@ def release(cluster: Cluster) -> Iterator[str]:
         str(CHART),
         "-n",
         SYSTEM_NAMESPACE,
+        "--set-json",
+        'operator.config.trusted_storage_hosts=["localhost"]',
         "--wait",
         "--timeout",
         "120s",

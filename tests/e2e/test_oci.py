@@ -13,8 +13,9 @@ basic auth, ``tests/helpers/registry.py``), served by the rendered runtime conta
   by the pushed image's one layer, fetched from the registry by the digest the pod names and
   unpacked into a folder, which the runtime container is started on as ``/mnt/models``.
 
-The registry is named ``localhost:PORT``: the operator refuses loopback IP literals in storage
-URIs (SSRF), and the registry's certificate holds both names.
+The registry is named ``localhost:PORT`` (its certificate holds that name): the operator refuses
+loopback hosts in storage URIs (SSRF), ``localhost`` included, unless its
+``trusted_storage_hosts`` names them, as ``conftest.release`` installs the chart with.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from modelfleet_operator.config import OperatorConfig, version_tuple
 from modelfleet_operator.oci_ref import parse_oci_uri
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.spec import ParsedService
+from modelfleet_runtime.schemes import scheme_of
 
 Delivery = Literal["Download", "Pull", "ImageVolume"]
 IMAGE_VOLUMES_SINCE = (1, 35)
@@ -37,7 +38,7 @@ def delivery(svc: ParsedService, track: Track, config: OperatorConfig) -> Delive
     """How one track's model arrives: "Download" for every scheme but oci://; for oci://,
     Pull or ImageVolume as asked, with Auto decided by the API server's version (unknown:
     Pull)."""
-    if not track.storage_uri.startswith("oci://"):
+    if not scheme_of(track.storage_uri).names_image:
         return "Download"
     asked = svc.spec.modelfleet.oci_delivery
     return auto_delivery(config.server_version) if asked == "Auto" else asked
@@ -56,7 +57,7 @@ def auto_undecided(svc: ParsedService, config: OperatorConfig) -> bool:
     return (
         config.server_version is None
         and svc.spec.modelfleet.oci_delivery == "Auto"
-        and any(uri.startswith("oci://") for uri in svc.spec.storage_uris.values())
+        and any(scheme_of(uri).names_image for uri in svc.spec.storage_uris.values())
     )
 
 

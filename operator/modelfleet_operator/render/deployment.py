@@ -25,6 +25,7 @@ from modelfleet_operator.render.runtime_env import (
     runtime_grace_period,
 )
 from modelfleet_operator.spec import ParsedService
+from modelfleet_runtime.schemes import scheme_of
 
 RUN_AS = 10001
 CONTAINER = "runtime"
@@ -162,9 +163,9 @@ def _mounts(svc: ParsedService, track: Track, config: OperatorConfig) -> list[di
         {"name": "models", "mountPath": MODEL_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if track.storage_uri.startswith("pvc://"):
+    if _mounts_claim(track):
         mounts.append(_read_only("model-pvc", PVC_MOUNT))
-    if _gcs_secret(svc, track):
+    if _key_file_secret(svc, track):
         mounts.append(_read_only("storage-credentials", STORAGE_SECRET_DIR))
     if svc.spec.modelfleet.auth is not None:
         mounts.append(_read_only("auth-tokens", AUTH_SECRET_DIR))
@@ -184,13 +185,13 @@ def _volumes(svc: ParsedService, track: Track, config: OperatorConfig) -> list[d
         {"name": "models", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
-    if track.storage_uri.startswith("pvc://"):
+    if _mounts_claim(track):
         claim = urlsplit(track.storage_uri).netloc
         volumes.append(
             {"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
     storage = svc.spec.modelfleet.storage
-    if storage is not None and storage.secret_ref is not None and _gcs_secret(svc, track):
+    if storage is not None and storage.secret_ref is not None and _key_file_secret(svc, track):
         volumes.append(
             _secret_volume(
                 "storage-credentials", storage.secret_ref.name, storage.gcs_credentials_key
@@ -214,9 +215,16 @@ def _volumes(svc: ParsedService, track: Track, config: OperatorConfig) -> list[d
     return volumes
 
 
-def _gcs_secret(svc: ParsedService, track: Track) -> bool:
+def _mounts_claim(track: Track) -> bool:
+    """Whether the track's model is on a PersistentVolumeClaim that the pod mounts (pvc://)."""
+    return scheme_of(track.storage_uri).mount == "claim"
+
+
+def _key_file_secret(svc: ParsedService, track: Track) -> bool:
+    """Whether the storage Secret is mounted as a key file (gs://'s service-account key)."""
     storage = svc.spec.modelfleet.storage
-    return bool(storage and storage.secret_ref and track.storage_uri.startswith("gs://"))
+    credentials = scheme_of(track.storage_uri).credentials
+    return bool(storage and storage.secret_ref and credentials == "key-file")
 
 
 def _secret_volume(volume: str, secret: str, key: str, path: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from modelfleet_operator.render import delivery
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.config import ENV_PREFIX, Settings
+from modelfleet_runtime.schemes import scheme_of
 
 MODEL_DIR = "/var/lib/modelfleet/models"
 PVC_MOUNT = "/mnt/models"
@@ -61,9 +62,8 @@ def runtime_grace_period(config: OperatorConfig) -> float:
 
 def model_uri(uri: str) -> str:
     """The URI the runtime fetches: ``pvc://claim/path`` becomes the mounted claim's file path."""
-    parts = urlsplit(uri)
-    if parts.scheme == "pvc":
-        return f"file://{PVC_MOUNT}{parts.path or '/'}"
+    if scheme_of(uri).mount == "claim":
+        return f"file://{PVC_MOUNT}{urlsplit(uri).path or '/'}"
     return uri
 
 
@@ -111,7 +111,7 @@ def _storage_settings(svc: ParsedService, track: Track) -> dict[str, Any]:
         out["s3_region"] = storage.region
     if storage.addressing_style:
         out["s3_addressing_style"] = storage.addressing_style
-    if storage.secret_ref and track.storage_uri.startswith("gs://"):
+    if storage.secret_ref and scheme_of(track.storage_uri).credentials == "key-file":
         out["gcs_credentials_file"] = f"{STORAGE_SECRET_DIR}/{storage.gcs_credentials_key}"
     return out
 
@@ -166,7 +166,11 @@ def container_env(svc: ParsedService, track: Track, config: OperatorConfig) -> l
 def _secret_env(svc: ParsedService, track: Track) -> list[dict[str, Any]]:
     """S3 keys as secretKeyRef: the operator never reads the Secret."""
     storage = svc.spec.modelfleet.storage
-    if storage is None or storage.secret_ref is None or track.storage_uri.startswith("gs://"):
+    if (
+        storage is None
+        or storage.secret_ref is None
+        or scheme_of(track.storage_uri).credentials != "aws-env"
+    ):
         return []
     ref = storage.secret_ref.name
     return [

@@ -21,17 +21,17 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..schemes import ARCHIVE_SUFFIXES
 from .base import StorageError, UnsafePathError
 from .paths import check_relative, contained
 
-SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 MODEL_FILE = "model.onnx"
 _COPY_CHUNK = 1024 * 1024
 
 
 def is_archive(name: str) -> bool:
     """Whether a key or file name names an archive this module unpacks."""
-    return name.lower().endswith(SUFFIXES)
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def unpack(archive: Path, dest: Path, *, where: str) -> None:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import Settings
+from ..schemes import file_stem
 from .base import (
     AccessDeniedError,
     NotFoundError,
@@ -21,7 +22,7 @@ from .base import (
     UnavailableError,
     UnsafePathError,
 )
-from .uri import ParsedUri, file_stem
+from .uri import ParsedUri
 
 _CHUNK = 1024 * 1024
 

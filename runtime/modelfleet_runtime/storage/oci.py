@@ -23,14 +23,13 @@ token realms and blob redirects, ``registry_ca_file`` for TLS, and per-blob dige
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..schemes import OCI_FORM, OciRef, OciReferenceError, oci_reference
 from . import oci_image
 from .base import InvalidUriError, NotFoundError, ObjectInfo, ProgressFn, StorageError
 from .oci_distribution import OciRepository, sha256_digest
@@ -41,55 +40,18 @@ log = logging.getLogger(__name__)
 KEY = "layer.tar"
 """The store's one key: the image's layer, which ``layout.py`` unpacks as an archive (tarfile
 detects the compression itself)."""
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
-_FORM = "oci://HOST[:PORT]/REPO[:TAG] or oci://HOST[:PORT]/REPO@sha256:<64 hex digits>"
 _CACHED_IMAGES = 8
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A parsed ``oci://`` URI: registry (``host[:port]``), repository, tag or digest."""
-
-    netloc: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def uri(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else f":{self.tag or 'latest'}"
-        return f"oci://{self.netloc}/{self.repository}{suffix}"
-
-
-def parse_reference(parsed: ParsedUri) -> Reference:
-    """Check an ``oci://`` URI against the distribution spec's grammar."""
+def parse_reference(parsed: ParsedUri) -> OciRef:
+    """Check an ``oci://`` URI against the distribution spec's grammar (``schemes.py``)."""
     where = f"oci://{parsed.netloc}{parsed.path}"
     if parsed.query:
-        raise InvalidUriError(f"{where}: an oci:// URI has no query; use {_FORM}")
-    rest = parsed.path.lstrip("/")
-    tag = digest = None
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
-        if not _DIGEST.fullmatch(digest):
-            raise InvalidUriError(
-                f"{where}: digest {digest!r} is not sha256: and 64 lowercase hex digits"
-            )
-    elif ":" in rest:
-        rest, tag = rest.rsplit(":", 1)
-        if not _TAG.fullmatch(tag):
-            raise InvalidUriError(
-                f"{where}: tag {tag!r} is not up to 128 letters, digits, '_', '.' and '-' "
-                "(not starting with '.' or '-')"
-            )
-    if not _REPOSITORY.fullmatch(rest):
-        raise InvalidUriError(
-            f"{where}: {rest!r} is no repository (lowercase letters, digits and '.', '_', "
-            f"'-' separators in '/'-separated parts); use {_FORM}"
-        )
-    return Reference(parsed.netloc, rest, tag, digest)
+        raise InvalidUriError(f"{where}: an oci:// URI has no query; use {OCI_FORM}")
+    try:
+        return oci_reference(parsed.netloc, parsed.path.lstrip("/"))
+    except OciReferenceError as exc:
+        raise InvalidUriError(f"{where} {exc}; use {OCI_FORM}") from None
 
 
 class OciStore:
@@ -97,11 +59,11 @@ class OciStore:
 
     ranged = False
 
-    def __init__(self, ref: Reference, settings: Settings) -> None:
+    def __init__(self, ref: OciRef, settings: Settings) -> None:
         self._ref = ref
-        self._repo = OciRepository(ref.netloc, ref.repository, settings)
+        self._repo = OciRepository(ref.host, ref.repository, settings)
         self.location = ref.uri
-        self.hosts: tuple[str, ...] = (ref.netloc,)
+        self.hosts: tuple[str, ...] = (ref.host,)
         self._images: dict[str, oci_image.Image] = {}  # manifest or index digest -> image
         self._current: oci_image.Image | None = None
         self._lock = threading.Lock()
@@ -176,14 +138,14 @@ def push(uri: str, files: Mapping[str, Path], settings: Settings) -> str:
     parsed = parse_uri(uri)
     check_scheme(parsed, settings.allowed_schemes)
     if parsed.scheme != "oci":
-        raise InvalidUriError(f"{parsed.redacted}: not an oci:// URI; use {_FORM}")
+        raise InvalidUriError(f"{parsed.redacted}: not an oci:// URI; use {OCI_FORM}")
     ref = parse_reference(parsed)
-    check_hosts(ref.uri, [ref.netloc], settings.allowed_hosts)
+    check_hosts(ref.uri, [ref.host], settings.allowed_hosts)
     if ref.digest is not None:
         raise InvalidUriError(f"{ref.uri}: push to a tag (the digest is the push's result)")
     if "model.onnx" not in files:
         raise InvalidUriError(f"{ref.uri}: a model image needs a file named model.onnx")
-    repo = OciRepository(ref.netloc, ref.repository, settings, push=True)
+    repo = OciRepository(ref.host, ref.repository, settings, push=True)
     with tempfile.TemporaryDirectory(prefix="modelfleet-push-") as folder:
         layer_path, config_path = Path(folder) / "layer.tar.gz", Path(folder) / "config.json"
         try:
@@ -205,6 +167,6 @@ def push(uri: str, files: Mapping[str, Path], settings: Settings) -> str:
         title = ref.repository.rsplit("/", 1)[-1]
         manifest = oci_image.manifest_bytes(config, layer, title)
         digest = repo.put_manifest(ref.tag or "latest", manifest, oci_image.OCI_MANIFEST)
-    pinned = f"oci://{ref.netloc}/{ref.repository}@{digest}"
+    pinned = f"oci://{ref.host}/{ref.repository}@{digest}"
     log.info("pushed %s as %s", ref.uri, pinned)
     return pinned

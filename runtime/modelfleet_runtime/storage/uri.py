@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .archive import SUFFIXES as ARCHIVE_SUFFIXES
+from ..schemes import SCHEMES, file_stem
 from .base import InvalidUriError, NotAllowedError
 
 
@@ -63,7 +63,8 @@ def parse_uri(uri: str) -> ParsedUri:
         return ParsedUri("file", "", None, unquote(parts.path), "")
     if not host:
         raise InvalidUriError(f"{scheme}:// URI names no bucket or host")
-    if scheme in ("s3", "gs"):
+    known = SCHEMES.get(scheme)
+    if known is not None and known.netloc == "bucket":
         return ParsedUri(scheme, parts.netloc, None, unquote(parts.path).lstrip("/"), "")
     return ParsedUri(scheme, host, port, parts.path or "/", parts.query)
 
@@ -77,9 +78,11 @@ def check_scheme(parsed: ParsedUri, allowed_schemes: Iterable[str]) -> None:
             f"{parsed.redacted}: scheme {parsed.scheme!r} is not allowed "
             f"(allowed: {', '.join(sorted(allowed)) or 'none'})"
         )
-    if parsed.scheme == "http" and not is_loopback(parsed.host):
+    known = SCHEMES.get(parsed.scheme)
+    if known is not None and known.loopback_only and not is_loopback(parsed.host):
         raise NotAllowedError(
-            f"{parsed.redacted}: plain http is only allowed to a loopback address; use https"
+            f"{parsed.redacted}: plain {parsed.scheme} is only allowed to a loopback address; "
+            "use https"
         )
 
 
@@ -124,16 +127,6 @@ def netloc_of(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     return host if parts.port is None else f"{host}:{parts.port}"
-
-
-def file_stem(name: str) -> str | None:
-    """``name`` without its ``.onnx`` or archive suffix when it names one model file (``m.onnx``,
-    ``m.tar.gz``), else None (a repository folder)."""
-    if name.endswith(".onnx"):
-        return name.removesuffix(".onnx")
-    lower = name.lower()
-    suffix = next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
-    return name[: -len(suffix)] if suffix else None
 
 
 def split_single(path: str) -> tuple[str, str | None]:

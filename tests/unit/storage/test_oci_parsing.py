@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelfleet_runtime.config import Settings
+from modelfleet_runtime.schemes import OciRef
 from modelfleet_runtime.storage.base import (
     AccessDeniedError,
     InvalidUriError,
@@ -21,7 +22,7 @@ from modelfleet_runtime.storage.base import (
     StorageError,
 )
 from modelfleet_runtime.storage.layout import flat_version
-from modelfleet_runtime.storage.oci import Reference, parse_reference
+from modelfleet_runtime.storage.oci import parse_reference
 from modelfleet_runtime.storage.oci_auth import (
     Challenge,
     Credentials,
@@ -39,19 +40,19 @@ HEX = "ab" * 32
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("oci://r.example/models/iris", Reference("r.example", "models/iris")),
+        ("oci://r.example/models/iris", OciRef("r.example", "models/iris")),
         (
             "oci://127.0.0.1:5000/iris:v1.2_rc-3",
-            Reference("127.0.0.1:5000", "iris", tag="v1.2_rc-3"),
+            OciRef("127.0.0.1:5000", "iris", tag="v1.2_rc-3"),
         ),
         (
             f"oci://R.example:443/a/b/c@sha256:{HEX}",
-            Reference("r.example:443", "a/b/c", digest=f"sha256:{HEX}"),
+            OciRef("r.example:443", "a/b/c", digest=f"sha256:{HEX}"),
         ),
-        ("oci://h/my__ns/my-model.x:latest", Reference("h", "my__ns/my-model.x", tag="latest")),
+        ("oci://h/my__ns/my-model.x:latest", OciRef("h", "my__ns/my-model.x", tag="latest")),
     ],
 )
-def test_references(uri: str, expected: Reference) -> None:
+def test_references(uri: str, expected: OciRef) -> None:
     assert parse_reference(parse_uri(uri)) == expected
 
 
@@ -60,14 +61,14 @@ def test_references(uri: str, expected: Reference) -> None:
     [
         ("oci://h", "no repository"),
         ("oci://h/", "no repository"),
-        ("oci://h/Models/iris", "no repository"),
+        ("oci://h/Models/iris", "repository 'Models/iris'"),
         ("oci://h/iris:.bad", "tag '.bad'"),
         ("oci://h/iris:" + "t" * 129, "tag"),
         ("oci://h/iris@sha256:abc", "digest 'sha256:abc'"),
         (f"oci://h/iris@sha512:{HEX}{HEX}", "digest"),
-        (f"oci://h/iris:v1@sha256:{HEX}", "no repository"),
+        (f"oci://h/iris:v1@sha256:{HEX}", "both a tag and a digest"),
         ("oci://h/iris?x=1", "no query"),
-        ("oci://h/a//b", "no repository"),
+        ("oci://h/a//b", "repository 'a//b'"),
     ],
 )
 def test_bad_references(uri: str, why: str) -> None:
