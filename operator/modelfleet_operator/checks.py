@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         CanarySpec,
         InferenceServiceSpec,
         PredictorSpec,
-        VersionPolicy,
+        VersionPolicySpec,
     )
 
 
@@ -271,7 +271,7 @@ def _check_scaling(spec: InferenceServiceSpec, annotations: Mapping[str, str]) -
         )
 
 
-def _check_policy(policy: VersionPolicy, field: str) -> None:
+def _check_policy(policy: VersionPolicySpec, field: str) -> None:
     if policy.policy == "specific" and not policy.versions:
         raise ValueError(f"{field}.versions: policy 'specific' needs at least one version")
     if policy.policy != "specific" and policy.versions:

@@ -1,8 +1,12 @@
-"""The operator's settings: one pydantic-settings model (env prefix ``MODELFLEET_OPERATOR_``).
+"""The operator's settings: one pydantic-settings model, every field both a ``modelfleet
+operator --flag`` and an environment variable ``MODELFLEET_OPERATOR_<NAME>`` (the chart sets
+the variables; lists and maps are JSON there), as ``modelfleet serve`` does with the runtime's
+``Settings``.
 
-Built once at start-up (``modelfleet operator``, kept in kopf's memo) or by ``modelfleet
-render``, then passed to ``render()`` and ``build_status()``. Nothing reads the environment at
-import time.
+Built once at start-up, from the command line over the environment over the defaults
+(``main.parse_settings``), or by ``modelfleet render`` from the environment; then passed to
+``handlers.register`` (the live half's options), ``render()`` and ``build_status()``. Nothing
+reads the environment at import time.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, CliImplicitFlag, SettingsConfigDict
 
 ENV_PREFIX = "MODELFLEET_OPERATOR_"
 _VERSION = re.compile(r"v?(\d+)\.(\d+)(?:[.+\-].*)?")
+_HTTP_URL = re.compile(r"http://(\[[0-9a-fA-F:.]+\]|[^/:\[\]\s]+):\d{1,5}(/\S*)?")
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -45,7 +50,7 @@ def _default_resources() -> dict[str, Any]:
 
 
 class OperatorConfig(BaseSettings):
-    """Everything the operator can be told. Each field is also ``MODELFLEET_OPERATOR_<NAME>``."""
+    """Everything the operator can be told. Each option is also MODELFLEET_OPERATOR_<NAME>."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, use_attribute_docstrings=True, extra="ignore", frozen=True
@@ -139,6 +144,65 @@ class OperatorConfig(BaseSettings):
     them (localhost, *.localhost, loopback, link-local and cloud metadata addresses), matched
     exactly, any case: e.g. ["localhost"] for a kind cluster's local registry at
     localhost:5001, which the nodes pull image volumes from. Default: none."""
+
+    # --- The live operator (``modelfleet operator``); ``modelfleet render`` ignores these ----
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch (--namespace NS, -n NS, repeatable); none: every namespace, which
+    needs cluster-wide RBAC (the chart's watch.clusterWide)."""
+
+    all_namespaces: CliImplicitFlag[bool] = False
+    """Watch every namespace: the default when no namespace is named, refused with one."""
+
+    liveness: str | None = None
+    """http://HOST:PORT/PATH: answer health checks at PATH and serve /metrics on the same
+    port (the chart's probes and scrapes use it). Unset: no HTTP port."""
+
+    peering: str | None = None
+    """kopf peering name: run several replicas of which one is active (a KopfPeering per
+    watched namespace, else a ClusterKopfPeering, must exist). Unset: standalone."""
+
+    priority: int | None = None
+    """Peering priority, unique per replica: equal priorities freeze every replica. Unset: one
+    derived from the host (pod) name."""
+
+    peering_lifetime: int = Field(default=60, ge=1)
+    """Seconds a silent replica counts as alive, so a follower takes over about this long after
+    the active replica dies (kopf's settings.peering.lifetime, its default)."""
+
+    resync_seconds: float = Field(default=60.0, gt=0)
+    """Backstop: every InferenceService is reconciled at least this often, events or not."""
+
+    coalesce_seconds: float = Field(default=0.2, ge=0)
+    """Child events of one InferenceService within this many seconds share one reconcile (its
+    children arrive on separate watches: without it, the first event's reconcile finds the
+    others not yet indexed and re-applies them, a wasted write each)."""
+
+    retries: int = Field(default=5, ge=1)
+    """Attempts of a child- or resync-triggered reconcile on temporary API errors (kopf
+    retries its own handlers)."""
+
+    handler_backoff: float = Field(default=2.0, gt=0)
+    """Seconds before kopf retries a handler that failed with an unexpected error (kopf's
+    default of 60 s misses the recovery targets)."""
+
+    request_timeout: float = Field(default=10.0, gt=0)
+    """Seconds without a byte from the API server before one of our requests counts as a
+    temporary error."""
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> OperatorConfig:
+        """--namespace and --all-namespaces contradict each other: refuse, never guess."""
+        if self.namespaces and self.all_namespaces:
+            raise ValueError("name namespaces to watch or all_namespaces, not both")
+        return self
+
+    @field_validator("liveness")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """The health endpoint is a plain HTTP URL with a port: say so at start-up."""
+        if value is not None and _HTTP_URL.fullmatch(value) is None:
+            raise ValueError(f"{value!r} is not http://HOST:PORT/PATH")
+        return value
 
     @field_validator("server_version")
     @classmethod

@@ -1,8 +1,8 @@
 """One level-triggered reconcile of an InferenceService: parse, render, adopt, apply, prune, status.
 
-Called by ``handlers.py`` from kopf's create/update/resume handlers, from the child watches
-(drift) and from the resync loop, always through :meth:`Runtime.exclusive` so that two paths
-never reconcile the same resource at once. It reads the children by label, applies only what
+Called by ``scheduler.py`` for kopf's create/update/resume handlers, for the child watches
+(drift) and for the resync loop, always under the scheduler's per-resource lock so that two
+paths never reconcile the same resource at once. It reads the children by label, applies only what
 differs (``converge.py``), and writes status only when it changed: a converged resource costs
 reads and zero writes.
 
@@ -14,12 +14,10 @@ the serving Deployment is updated first.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import datetime
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -27,53 +25,36 @@ import kopf
 from modelfleet_operator import labels, render, spec, status
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.converge import is_converged, stamp
-from modelfleet_operator.kube import Applier, KindRef, Manifest
+from modelfleet_operator.kinds import INFERENCE_SERVICE, KindRef, controller_of
+from modelfleet_operator.kube import Applier, Manifest
 from modelfleet_operator.metrics import OperatorMetrics
 
-ISVC = KindRef("serving.modelfleet.dev/v1alpha1", "InferenceService", "inferenceservices")
 AUTOSCALER_KINDS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
 ChildKey = tuple[str, str]  # (kind, name)
 
 
 @dataclasses.dataclass
-class Runtime:
-    """Everything the live half needs, built at start-up and kept in kopf's memo."""
+class LiveContext:
+    """What a reconcile needs of the running operator (its settings, API client, metrics and
+    kopf's indexes), built by the start-up handler (``handlers.py``) with :func:`build_context`.
+    Named for the operator's live half, as opposed to the pure render: not the runtime."""
 
     config: OperatorConfig
     applier: Applier
     kinds: dict[str, KindRef]
+    """Every child kind ``render`` can produce, by kind name."""
     metrics: OperatorMetrics = dataclasses.field(default_factory=OperatorMetrics)
     children: Mapping[str, Mapping[Any, Any]] | None = None
     """Per child kind, kopf's index of children by (namespace, owner uid), when kopf runs."""
-    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
-    queued: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self, namespace: str, name: str) -> AsyncIterator[None]:
-        """Hold the per-resource lock: one reconcile of a resource at a time."""
-        lock = self.locks.setdefault((namespace, name), asyncio.Lock())
-        async with lock:
-            yield
-
-    def claim(self, namespace: str, name: str) -> bool:
-        """Coalesce triggers: False if a reconcile of this resource is already waiting."""
-        if (namespace, name) in self.queued:
-            return False
-        self.queued.add((namespace, name))
-        return True
-
-    def release(self, namespace: str, name: str) -> None:
-        """Called when a claimed reconcile starts: later triggers queue a new one."""
-        self.queued.discard((namespace, name))
 
 
-def build_runtime(
+def build_context(
     config: OperatorConfig, applier: Applier, metrics: OperatorMetrics | None = None
-) -> Runtime:
-    """A Runtime for ``config``, knowing every child kind ``render`` can produce."""
-    kinds = {kind: KindRef(api, kind, plural) for api, kind, plural in render.managed_kinds()}
+) -> LiveContext:
+    """A LiveContext for ``config``, knowing every child kind ``render`` can produce."""
+    kinds = {ref.kind: ref for ref in render.managed_kinds()}
     metrics = metrics if metrics is not None else OperatorMetrics()
-    return Runtime(config=config, applier=applier, kinds=kinds, metrics=metrics)
+    return LiveContext(config=config, applier=applier, kinds=kinds, metrics=metrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,49 +84,45 @@ def _key(obj: Mapping[str, Any]) -> ChildKey:
     return str(obj.get("kind")), str(obj.get("metadata", {}).get("name"))
 
 
-def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
-
-
-async def read_children(rt: Runtime, svc: spec.ParsedService) -> dict[ChildKey, Manifest]:
+async def read_children(ctx: LiveContext, svc: spec.ParsedService) -> dict[ChildKey, Manifest]:
     """Live children of ``svc`` (controlled by its uid), by kind and name.
 
     From kopf's watch-fed index when there is one (no API call: listing six kinds per reconcile
     costs the API server O(objects) each, O(n²) over n resources), else listed by label.
     """
-    if rt.children is not None:
+    if ctx.children is not None:
         key = (svc.namespace, svc.uid)
-        return {_key(obj): obj for index in rt.children.values() for obj in index.get(key, ())}
+        return {_key(obj): obj for index in ctx.children.values() for obj in index.get(key, ())}
     selector = labels.instance_selector(svc.name)
     found: dict[ChildKey, Manifest] = {}
-    for ref in rt.kinds.values():
-        for obj in await rt.applier.list(ref, svc.namespace, selector):
-            if _owned_by(obj, svc.uid):
+    for ref in ctx.kinds.values():
+        for obj in await ctx.applier.list(ref, svc.namespace, selector):
+            owner = controller_of(obj)
+            if owner is not None and owner.uid == svc.uid:
                 found[_key(obj)] = obj
     return found
 
 
 def desired_children(
-    body: Mapping[str, Any], rt: Runtime, svc: spec.ParsedService
+    body: Mapping[str, Any], ctx: LiveContext, svc: spec.ParsedService
 ) -> list[Manifest]:
     """Rendered children, adopted by ``body`` and stamped with their hash."""
-    manifests = render.render(svc, rt.config)
+    manifests = render.render(svc, ctx.config)
     kopf.adopt(manifests, owner=body)  # type: ignore[arg-type]  # a dict is enough here
     return [stamp(manifest) for manifest in manifests]
 
 
-async def _prune(rt: Runtime, stale: list[Manifest]) -> list[str]:
+async def _prune(ctx: LiveContext, stale: list[Manifest]) -> list[str]:
     deleted = []
     for obj in stale:
         kind, name = _key(obj)
-        await rt.applier.delete(rt.kinds[kind], obj["metadata"]["namespace"], name)
+        await ctx.applier.delete(ctx.kinds[kind], obj["metadata"]["namespace"], name)
         deleted.append(f"{kind}/{name}")
     return deleted
 
 
 async def _apply(
-    rt: Runtime, desired: list[Manifest], live: dict[ChildKey, Manifest]
+    ctx: LiveContext, desired: list[Manifest], live: dict[ChildKey, Manifest]
 ) -> tuple[list[Manifest], list[str]]:
     observed: list[Manifest] = []
     applied: list[str] = []
@@ -155,43 +132,43 @@ async def _apply(
             observed.append(current)
             continue
         kind, name = _key(manifest)
-        observed.append(await rt.applier.apply(rt.kinds[kind], manifest))
+        observed.append(await ctx.applier.apply(ctx.kinds[kind], manifest))
         applied.append(f"{kind}/{name}")
     return observed, applied
 
 
-async def reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
+async def reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     """Bring the children and status of one InferenceService to what its spec asks for."""
     started = time.monotonic()
     try:
-        outcome = await _reconcile(body, rt)
+        outcome = await _reconcile(body, ctx)
     except Exception:
-        rt.metrics.observe("error", started)
+        ctx.metrics.observe("error", started)
         raise
-    rt.metrics.observe(outcome.result, started)
+    ctx.metrics.observe(outcome.result, started)
     meta = body.get("metadata") or {}
-    rt.metrics.set_ready(str(meta.get("namespace")), str(meta.get("name")), outcome.ready)
+    ctx.metrics.set_ready(str(meta.get("namespace")), str(meta.get("name")), outcome.ready)
     return outcome
 
 
-async def _reconcile(body: Mapping[str, Any], rt: Runtime) -> Outcome:
+async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     try:
-        svc = spec.parse(body, rt.config.trusted_storage_hosts)
+        svc = spec.parse(body, ctx.config.trusted_storage_hosts)
     except spec.SpecError as exc:
         invalid = status.invalid_spec_status(body, exc.message, _own_status(body), _now())
-        written = await _write_status(rt, body, invalid)
+        written = await _write_status(ctx, body, invalid)
         return Outcome(status_written=written, invalid=exc.message, ready=_ready(invalid))
-    desired = desired_children(body, rt, svc)
-    live = await read_children(rt, svc)
+    desired = desired_children(body, ctx, svc)
+    live = await read_children(ctx, svc)
     wanted = {_key(manifest) for manifest in desired}
     stale = [obj for key, obj in live.items() if key not in wanted]
-    deleted = await _prune(rt, [obj for obj in stale if obj["kind"] in AUTOSCALER_KINDS])
-    observed, applied = await _apply(rt, desired, live)
-    deleted += await _prune(rt, [obj for obj in stale if obj["kind"] not in AUTOSCALER_KINDS])
+    deleted = await _prune(ctx, [obj for obj in stale if obj["kind"] in AUTOSCALER_KINDS])
+    observed, applied = await _apply(ctx, desired, live)
+    deleted += await _prune(ctx, [obj for obj in stale if obj["kind"] not in AUTOSCALER_KINDS])
     new_status = status.build_status(
-        svc, observed, _own_status(body), _now(), cluster_domain=rt.config.cluster_domain
+        svc, observed, _own_status(body), _now(), cluster_domain=ctx.config.cluster_domain
     )
-    written = await _write_status(rt, body, new_status)
+    written = await _write_status(ctx, body, new_status)
     return Outcome(tuple(applied), tuple(deleted), written, ready=_ready(new_status))
 
 
@@ -212,7 +189,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC)
 
 
-async def _write_status(rt: Runtime, body: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+async def _write_status(ctx: LiveContext, body: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Merge-patch status only if a field we own differs (kopf's own ``status.kopf`` aside)."""
     previous = _own_status(body)
     if previous == dict(new):
@@ -220,5 +197,5 @@ async def _write_status(rt: Runtime, body: Mapping[str, Any], new: Mapping[str, 
     patch: dict[str, Any] = {key: None for key in previous if key not in new}  # merge-patch removal
     patch.update(new)
     meta = body["metadata"]
-    await rt.applier.patch_status(ISVC, meta["namespace"], meta["name"], patch)
+    await ctx.applier.patch_status(INFERENCE_SERVICE, meta["namespace"], meta["name"], patch)
     return True

@@ -25,6 +25,7 @@ from modelfleet_operator.checks import (
     format_error,
     reject_kserve_only,
 )
+from modelfleet_runtime.config import VersionPolicy
 
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 Autoscaler = Literal["hpa", "keda"]
@@ -80,10 +81,13 @@ class ModelSpec(_Model):
     """Extra environment variables for the runtime container."""
 
 
-class VersionPolicy(_Model):
-    """Which model versions a pod loads (TF Serving's model_version_policy)."""
+class VersionPolicySpec(_Model):
+    """Which model versions a pod loads (TF Serving's model_version_policy): the spec's
+    ``versionPolicy`` object. Its ``policy`` is the runtime's own ``config.VersionPolicy``
+    literal, which the operator renders into ``MODELFLEET_VERSION_POLICY``: one list of policy
+    names, so the CRD accepts exactly what the runtime serves."""
 
-    policy: Literal["latest", "all", "specific"] = "latest"
+    policy: VersionPolicy = "latest"
     """'latest' (newest numVersions), 'all', or 'specific' (exactly ``versions``)."""
     num_versions: int = Field(default=1, ge=1)
     """How many of the newest versions 'latest' keeps loaded."""
@@ -133,7 +137,7 @@ class CanarySpec(_Model):
 
     storage_uri: str | None = None
     """The canary's storageUri; default: the stable one (with another version policy)."""
-    version_policy: VersionPolicy | None = None
+    version_policy: VersionPolicySpec | None = None
     """The canary's version policy; default: the stable one."""
 
 
@@ -156,7 +160,7 @@ class RuntimeSpec(_Model):
 class ModelFleetSpec(_Model):
     """ModelFleet's own fields: everything KServe has no equivalent for."""
 
-    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
+    version_policy: VersionPolicySpec = Field(default_factory=VersionPolicySpec)
     """Which versions pods load; default latest 1."""
     digests: dict[str, str] = Field(default_factory=dict)
     """Expected sha256 of model.onnx per version number, e.g. {"1": "sha256:ab12..."}."""
