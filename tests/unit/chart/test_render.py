@@ -157,6 +157,28 @@ def test_operator_env_builds_the_operators_config(
     assert config.cluster_domain == "cluster.local"
 
 
+def test_operator_config_values_reach_the_operators_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """operator.config keys become MODELFLEET_OPERATOR_<NAME>, read by the operator as set."""
+    config = {
+        "resync_seconds": 30,
+        "coalesce_seconds": 0.5,
+        "retries": 3,
+        "handler_backoff": 1.5,
+        "request_timeout": 20,
+        "peering_lifetime": 15,
+        "server_version": "1.34",
+        "default_scale_target": {"cpu": 70},
+    }
+    container = _operator_container(render({"operator": {"config": config}}))
+    for var in container["env"]:
+        if "value" in var:
+            monkeypatch.setenv(var["name"], var["value"])
+    settings = operator_main.parse_settings(container["args"][1:])
+    assert {name: getattr(settings, name) for name in config} == config
+
+
 def test_digests_pin_both_images() -> None:
     values: dict[str, Any] = load_values(CHART_DIR / "ci" / "cluster-wide-values.yaml")
     container = _operator_container(render(values))

@@ -27,6 +27,9 @@ BAD_VALUES = {
     "namespaced without namespaces": {"watch": {"clusterWide": False}},
     "bad namespace name": {"watch": {"clusterWide": False, "namespaces": ["ML_Prod"]}},
     "non-string runtime default": {"runtime": {"defaults": {"max_batch_size": 8}}},
+    "namespaces are the chart's": {"operator": {"config": {"namespaces": ["ml"]}}},
+    "zero resync": {"operator": {"config": {"resync_seconds": 0}}},
+    "unreadable server version": {"operator": {"config": {"server_version": "latest"}}},
 }
 
 
