@@ -3,8 +3,8 @@
 The models follow KServe's ``serving.kserve.io/v1beta1`` InferenceService wherever the concept
 is the same, so a KServe ONNX YAML applies after changing only ``apiVersion``. ModelFleet's own
 fields live in one clearly named place, ``spec.modelfleet``. The CRD's OpenAPI schema is
-generated from these models (``crd.py``). Called by the operator's handlers and by
-``modelfleet render``; pure: no kopf, no Kubernetes client, no I/O.
+generated from these models (``crd.py``). Called by the live half's reconcile
+(``reconcile.py``) and by ``modelfleet render``; pure: no kopf, no Kubernetes client, no I/O.
 """
 
 from __future__ import annotations

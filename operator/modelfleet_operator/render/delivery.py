@@ -8,7 +8,7 @@ node's image store). "Auto" picks ImageVolume when the API server is 1.35 or new
 volumes beta and on by default there), which ``config.server_version`` carries as data: the
 operator asks ``GET /version`` once at start-up, ``modelfleet render`` takes
 ``--server-version``. Called by ``render.deployment`` and ``render.runtime_env`` (volumes and
-settings), ``handlers`` (to log what Auto means) and ``cli`` (to note an undecided Auto); pure.
+settings), ``discovery`` (to log what Auto means) and ``cli`` (to note an undecided Auto); pure.
 """
 
 from __future__ import annotations
