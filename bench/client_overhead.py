@@ -6,8 +6,8 @@ ModelFleet server, over HTTP and gRPC.
 Needs the dev venv (scripts/setup; it builds the models with onnx and runs the servers). On
 first use it creates two venvs under bench/.work/venvs/ (each client in its own: tritonclient
 pins protobuf < 7, our grpc extra needs 7, and both register the protocol's ``inference.*``
-messages, which one process cannot hold twice): ``client-ours`` with ``./client[grpc]``,
-``client-triton`` with ``tritonclient[all]``.
+messages, which one process cannot hold twice): ``client-ours`` with ``-e ./client[grpc]``
+(editable: a run measures the working tree), ``client-triton`` with ``tritonclient[all]``.
 
 Two models, each on its own ``modelfleet serve`` pinned to CPU 0 (``taskset``): ``tiny``
 (``y = x + 1`` on a 1x4 FP32 tensor: batch 1, where the client's fixed cost is all there is)
@@ -38,7 +38,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORK = BENCH / ".work" / "client"
 VENVS = BENCH / ".work" / "venvs"
-CLIENTS = {"ours": ["./client[grpc]"], "triton": ["tritonclient[all]"]}
+CLIENTS = {"ours": ["-e", "./client[grpc]"], "triton": ["tritonclient[all]"]}
+"""Each client's pip arguments; ours is editable, so that a run measures the working tree."""
 MODELS = {"tiny": ([1, 4], 2000), "image": ([1, 3, 224, 224], 300)}
 """Model -> (input shape, calls per measurement at --calls 2000)."""
 SECTION = "## Client overhead"

@@ -2,18 +2,17 @@
 each failure means. ``http_blocking.py`` (sockets) and ``http_async.py`` (asyncio streams)
 drive the same parser, each with its own reads.
 
-Hand-written, not httpx or http.client, because the per-call cost is the point of a client
-and both are pure Python from end to end. On a batch-1 request to the same server, measured
-here in client CPU per call: httpx's ``Client.post`` about 1,080 us (its transport, httpcore
-and h11, 620 us of it), ``httpx.AsyncClient`` about 3,300 us, the standard library's
-``http.client`` about 300 us (and it writes the head and the body in two packets),
-tritonclient's geventhttpclient (a C parser) about 360 us, and writing the request in one
-``sendmsg`` and reading the answer as below about 70 us (bench/client_overhead.py; figures
-in bench/RESULTS.md). The protocol needs little of HTTP and that little is all here: one
-request at a time per connection, answers framed by ``Content-Length`` or chunked (or by the
-end of the connection), interim 1xx answers skipped, keep-alive unless the server says
-``close``, TLS through ``ssl``. Left out on purpose: proxies, redirects, cookies,
-compression and HTTP/2.
+Hand-written, not httpx or http.client, because the per-call cost is the point of a client and
+both are pure Python from end to end. Client CPU per batch-1 call to the same server, measured
+on this machine while choosing: httpx's ``Client.post`` about 1,080 us (its transport, httpcore
+and h11, 620 us of it), ``httpx.AsyncClient`` about 3,300 us (and its pool slows down with many
+waiting calls), the standard library's ``http.client`` about 300 us (and it writes the head and
+the body in two packets), a bare socket write and read 70 us; ``bench/client_overhead.py``
+measures the whole client against tritonclient (bench/RESULTS.md). The protocol needs little of
+HTTP and that little is all here: one request at a time per connection, answers framed by
+``Content-Length`` or chunked (or by the end of the connection), interim 1xx answers skipped,
+keep-alive unless the server says ``close``, TLS through ``ssl``. Left out on purpose: proxies,
+redirects, cookies, compression and HTTP/2.
 """
 
 from __future__ import annotations
