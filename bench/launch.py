@@ -2,6 +2,8 @@
 group, pinned to CPU 0 with taskset. Called by ``bench/run.py``.
 
 - ours: ``modelfleet serve`` (bench/.work/venvs/ours, the repository installed editable).
+- ours@COMMIT: the same at another commit, for a before/after run (``baseline``): a
+  ``git worktree`` of it under bench/.work/worktrees/ in its own venv, venvs/ours-COMMIT.
 - kserve: KServe 0.21's ModelServer with bench/servers/kserve_onnx.py.
 - mlserver: MLServer 1.7.1 with bench/servers/mlserver_onnx.py, ``parallel_workers: 0``.
 
@@ -16,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -61,8 +64,39 @@ def _spawn(
         )
 
 
-def start_ours(work: Path, label: str, model: str, path: Path, port: int, *flags: str) -> Server:
-    exe = work / "venvs/ours/bin/modelfleet"
+def baseline(work: Path, rev: str) -> str:
+    """Prepare our runtime at commit ``rev`` (made once, then reused): a detached worktree
+    bench/.work/worktrees/COMMIT and the venv bench/.work/venvs/ours-COMMIT holding it
+    editable, with the client distribution (client/, from f34477d on) where the commit has one,
+    as scripts/setup installs it. Returns the short commit: its servers are ``LABEL@COMMIT``."""
+    git = ["git", "-C", str(HERE.parent)]
+    found = subprocess.run(
+        [*git, "rev-parse", "--short", f"{rev}^{{commit}}"], capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: not a commit of this repository: {found.stderr}")
+    commit = found.stdout.strip()
+    tree = work / "worktrees" / commit
+    if not tree.exists():
+        subprocess.run([*git, "worktree", "prune"], check=True)  # forget deleted bench/.work
+        subprocess.run([*git, "worktree", "add", "--detach", str(tree), commit], check=True)
+    venv = work / "venvs" / f"ours-{commit}"
+    if not (venv / ".installed").exists():
+        print(f"creating {venv}", flush=True)  # noqa: T201
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        editable = [
+            f"--editable={p}" for p in (tree / "client", tree) if (p / "pyproject.toml").exists()
+        ]
+        subprocess.run([str(venv / "bin/pip"), "install", "-q", *editable], check=True)
+        (venv / ".installed").touch()
+    return commit
+
+
+def start_ours(
+    work: Path, label: str, model: str, path: Path, port: int, *flags: str, venv: str = "ours"
+) -> Server:
+    """``modelfleet serve`` from bench/.work/venvs/VENV: ours, or ours-COMMIT (``baseline``)."""
+    exe = work / "venvs" / venv / "bin/modelfleet"
     model_dir = work / "tmp" / f"ours-{port}"
     shutil.rmtree(model_dir, ignore_errors=True)
     command = [

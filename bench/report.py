@@ -44,7 +44,8 @@ def render(run: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"Produced by `{run['command']}` on {run['date']} ({run['machine']}).",
+        f"Produced by `{run['command']}` on {run['date']} ({run['machine']})"
+        + (f", at commit {run['commit']}." if "commit" in run else "."),
         "",
     ]
     lines += [
@@ -126,6 +127,33 @@ def render(run: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_baseline(run: dict[str, Any]) -> str:
+    """The before/after table of a ``run.py --baseline`` run: each of our servers (this
+    checkout) against the same server at the baseline commit, per scenario and connections."""
+    agg = aggregate(run["trials"])
+    suffix = "@" + run["baseline"]
+    lines = [
+        f"This checkout: {run['commit']}; baseline: {run['baseline']}. `{run['command']}`, "
+        f"{run['date']}, {run['reps']} interleaved repetitions of {run['duration']} s, medians.",
+        "",
+        "| Scenario | Server | Conns | req/s | req/s before | ratio | rps spread (now / before) "
+        "| p99 ms | p99 ms before | CPU µs/req | CPU µs/req before | CPU ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (scenario, target, c), before in sorted(agg.items()):
+        now = agg.get((scenario, target.replace(suffix, ""), c))
+        if suffix not in target or now is None:
+            continue
+        lines.append(
+            f"| {scenario} | {target.replace(suffix, '')} | {c} | {now['rps']:,.0f} | "
+            f"{before['rps']:,.0f} | {now['rps'] / before['rps']:.2f}× | "
+            f"±{now['spread'] * 50:.0f}% / ±{before['spread'] * 50:.0f}% | {now['p99_ms']:.2f} | "
+            f"{before['p99_ms']:.2f} | {now['cpu_us']:,.0f} | {before['cpu_us']:,.0f} | "
+            f"{now['cpu_us'] / before['cpu_us']:.2f}× |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def write_section(results_md: Path, section: str) -> None:

@@ -5,6 +5,16 @@ MLServer (each from its own venv, pinned to CPU 0), checks every answer against 
 runs wrk on CPU 1 with repetitions interleaved across servers, and writes the "Runtime
 performance" section of bench/RESULTS.md plus bench/runtime_perf.png. Raw trials go to
 bench/.work/results.json.
+
+Before and after a change: ``--baseline REV`` also runs our runtime at commit REV (a
+``git worktree`` under bench/.work/worktrees/, its own venv bench/.work/venvs/ours-COMMIT,
+made on first use by ``launch.baseline``) beside each of our servers, labelled
+``ours@COMMIT``, ``ours+batch0@COMMIT``... and interleaved with the others like any server, so
+the two commits are compared within one run on one noisy machine. Such a run leaves the
+"Runtime performance" section as it is (that compares one commit with its peers): it prints
+the before/after table (``report.render_baseline``: req/s, p99 and CPU per request, this
+checkout against REV) and writes it to bench/.work/baseline.md, for the change's own section
+of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -113,16 +123,22 @@ def inprocess(model: models.BenchModel, body: Path) -> dict[str, float]:
 
 
 def start_servers(
-    name: str, model: models.BenchModel, skip: set[str], notes: list[str]
+    name: str, model: models.BenchModel, skip: set[str], notes: list[str], baseline: str | None
 ) -> list[launch.Server]:
     servers: list[launch.Server] = []
     path, m = model.path, model.name
+
+    def ours(label: str, port: int, *flags: str) -> None:
+        servers.append(launch.start_ours(WORK, label, m, path, port, *flags))
+        if baseline:  # the same server at the baseline commit, 100 ports up
+            servers.append(launch.start_ours(WORK, f"{label}@{baseline}", m, path, port + 100,
+                                             *flags, venv=f"ours-{baseline}"))  # fmt: skip
+
     try:
         if name == "small":
-            servers.append(launch.start_ours(WORK, "ours", m, path, 18010))
+            ours("ours", 18010)
             if "ours+batch0" not in skip:  # batching with no delay: one thread hop per batch
-                flags = ("--max-batch-size", "32", "--max-queue-delay-us", "0")
-                servers.append(launch.start_ours(WORK, "ours+batch0", m, path, 18015, *flags))
+                ours("ours+batch0", 18015, "--max-batch-size", "32", "--max-queue-delay-us", "0")
             if "floor" not in skip:  # reference: raw ASGI, no framework (not a peer)
                 servers.append(launch.start_floor(WORK, "raw-ASGI floor", m, path, 18018))
             if "kserve" not in skip:
@@ -130,9 +146,7 @@ def start_servers(
             if "mlserver" not in skip:
                 servers.append(launch.start_mlserver(WORK, "mlserver", m, path, 18030, None))
         elif name == "wide":
-            servers.append(
-                launch.start_ours(WORK, "ours+batching", m, path, 18040, *OURS_BATCH_FLAGS)
-            )
+            ours("ours+batching", 18040, *OURS_BATCH_FLAGS)
             if "mlserver" not in skip:  # adaptive batching: max batch 32, max wait 5 ms
                 servers.append(
                     launch.start_mlserver(WORK, "mlserver+adaptive", m, path, 18050, (32, 0.005))
@@ -140,7 +154,7 @@ def start_servers(
             if "kserve" not in skip:
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18060))
         else:
-            servers.append(launch.start_ours(WORK, "ours", m, path, 18070))
+            ours("ours", 18070)
         ready = []
         for server in servers:
             try:
@@ -180,7 +194,7 @@ def run_scenario(scenario: Scenario, expected: np.ndarray, reps: int, seconds: f
                 stats["cpu_us"] = cpu / max(stats["requests"], 1) * 1e6
                 trials.append({"scenario": scenario.name, "target": t.label, "connections": c,
                                "rep": rep, **stats})  # fmt: skip
-                print(f"  {scenario.name:5} {t.label:18} c={c:<3} rep={rep} "  # noqa: T201
+                print(f"  {scenario.name:5} {t.label:22} c={c:<3} rep={rep} "  # noqa: T201
                       f"{stats['rps']:9.0f} req/s p50={stats['p50_us'] / 1000:7.2f} ms "
                       f"p99={stats['p99_us'] / 1000:7.2f} ms cpu={stats['cpu_us']:6.0f} µs/req "
                       f"errors={stats['errors']:.0f}",
@@ -204,6 +218,20 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def commit() -> str:
+    """This checkout's commit, and the runtime or client files that differ from it: what the
+    "ours" venv (editable) runs, others' work in progress included."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(BENCH.parent), *args],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    changed = [line[3:] for line in git("status", "--porcelain", "runtime", "client").splitlines()]
+    edits = f" with uncommitted changes to {', '.join(changed)}" if changed else ""
+    return git("rev-parse", "--short", "HEAD").strip() + edits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -211,6 +239,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["small", "wide", "conv"])
     parser.add_argument("--skip", nargs="*", default=[], help="peers to leave out")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--baseline", metavar="REV", help="also run our runtime at commit REV")
     parser.add_argument(
         "--report-only", action="store_true", help="re-render from bench/.work/results.json"
     )
@@ -218,10 +247,10 @@ def main() -> None:
     if args.report_only:
         run = json.loads((WORK / "results.json").read_text())
         run["targets"] = TARGETS
-        report.plot(run, BENCH / "runtime_perf.png")
-        report.write_section(BENCH / "RESULTS.md", report.render(run))
+        write(run, args.no_write)
         return
     require_wrk()
+    baseline = launch.baseline(WORK, args.baseline) if args.baseline else None
     load_before = os.getloadavg()
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
     built = models.build(WORK)
@@ -240,7 +269,7 @@ def main() -> None:
         expected = session.run(["output0"], {"input0": x})[0]
         limits[model.name] = inprocess(model, json_path)
         print(f"{name}: in-process {limits[model.name]}", flush=True)  # noqa: T201
-        servers = start_servers(name, model, set(args.skip), notes)
+        servers = start_servers(name, model, set(args.skip), notes, baseline)
         try:
             scenario = Scenario(
                 name, model.name, [1, 4, 16, 64] if name == "small" else [1, 16, 64]
@@ -250,11 +279,11 @@ def main() -> None:
                 raw, split = models.binary_body(x)
                 bin_path = bodies / f"{model.name}.bin"
                 bin_path.write_bytes(raw)
+                binary = Body(bin_path, "application/octet-stream", split)
                 scenario.targets = [
-                    Target("ours JSON", servers[0], Body(json_path)),
-                    Target(
-                        "ours binary", servers[0], Body(bin_path, "application/octet-stream", split)
-                    ),
+                    Target(f"{s.label} {kind}", s, body)
+                    for s in servers
+                    for kind, body in (("JSON", Body(json_path)), ("binary", binary))
                 ]
             else:
                 scenario.targets = [Target(s.label, s, Body(json_path)) for s in servers]
@@ -268,6 +297,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                    f"Python {platform.python_version()}",  # fmt: skip
         "reps": args.reps, "duration": args.duration, "versions": versions(),
+        "commit": commit(), "baseline": baseline,
         "trials": trials, "inprocess": limits, "notes": notes, "titles": TITLES,
         "plot": "runtime_perf.png",
         "peers": {"small": ["kserve", "mlserver"], "wide": ["mlserver+adaptive", "kserve"],
@@ -295,7 +325,15 @@ def main() -> None:
         "agent container); it runs unbatched in the wide scenario as a reference only.",
     ]
     (WORK / "results.json").write_text(json.dumps(run, indent=1, default=str))
-    if not args.no_write:
+    write(run, args.no_write)
+
+
+def write(run: dict[str, Any], no_write: bool) -> None:
+    if run.get("baseline"):  # before/after: its own table, RESULTS.md left to the change
+        table = report.render_baseline(run)
+        (WORK / "baseline.md").write_text(table)
+        print(f"{table}\nwritten to {WORK / 'baseline.md'}")  # noqa: T201
+    elif not no_write:
         report.plot(run, BENCH / "runtime_perf.png")
         report.write_section(BENCH / "RESULTS.md", report.render(run))
         print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'runtime_perf.png'}")  # noqa: T201

@@ -18,7 +18,7 @@ make_venv() {  # name, then pip arguments
         touch "$venvs/$name/.installed"
     fi
 }
-make_venv ours -e "$repo"
+make_venv ours -e "$repo/client" -e "$repo"  # the runtime depends on the client (client/)
 make_venv bench onnx "onnxruntime==1.31.*" numpy orjson matplotlib py-spy pyinstrument
 skip=()
 # A peer that cannot be installed is left out (and says why in the log), not fatal.
