@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping, Sequence
-from types import TracebackType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,13 +50,19 @@ class _Base:
         self._single: dict[tuple[str, str | None], str] = {}
 
     def transport(
-        self, rest: type, rpc: str, token: str | None, timeout: float | None, ca_file: str | None
+        self,
+        rest: type,
+        rpc: Callable[[Any], type],
+        token: str | None,
+        timeout: float | None,
+        ca_file: str | None,
     ) -> Any:
-        """The transport for this URL: the ``rest`` class, or ``rpc.<rpc>`` for gRPC."""
+        """The transport for this URL: the ``rest`` class, or ``rpc(the rpc module)``'s for
+        gRPC (imported only then: it needs the grpc extra)."""
         if self.scheme.startswith("http"):
             return rest(self.url, token, timeout, self.backoff, _tls(self.scheme, ca_file))
         secure = self.scheme == "grpcs"
-        make = getattr(_rpc(), rpc)
+        make = rpc(_rpc())
         return make(self.target, token, timeout, self.backoff, secure=secure, ca_file=ca_file)
 
     def _arrays(self, inputs: Inputs, single: str | None) -> dict[str, np.ndarray[Any, Any]]:
@@ -138,7 +143,7 @@ class Client:
     ) -> None:
         self._base = _Base(url, retries, binary)
         self._transport: Transport = self._base.transport(
-            RestTransport, "RpcTransport", token, timeout, ca_file
+            RestTransport, lambda rpc: rpc.RpcTransport, token, timeout, ca_file
         )
 
     def __repr__(self) -> str:  # the URL only: never the token
@@ -216,9 +221,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 
@@ -238,7 +241,7 @@ class AsyncClient:
     ) -> None:
         self._base = _Base(url, retries, binary)
         self._transport: AsyncTransport = self._base.transport(
-            AsyncRestTransport, "AsyncRpcTransport", token, timeout, ca_file
+            AsyncRestTransport, lambda rpc: rpc.AsyncRpcTransport, token, timeout, ca_file
         )
         self._lookups: dict[tuple[str, str | None], asyncio.Future[dict[str, Any]]] = {}
 
@@ -318,7 +321,5 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *_: object) -> None:
         await self.aclose()
