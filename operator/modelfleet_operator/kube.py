@@ -189,27 +189,30 @@ class KubeClient:
         await self.close()  # the next request opens a session with the new headers
         return True
 
+    async def _send(
+        self, method: str, path: str, **kwargs: Any
+    ) -> tuple[int, Mapping[str, str], str]:
+        """One request: its status, headers and body; no answer is a temporary error."""
+        try:
+            async with self._client().request(method, path.lstrip("/"), **kwargs) as response:
+                return response.status, response.headers, await response.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise kopf.TemporaryError(
+                f"API unreachable: {exc!r}", delay=SERVER_ERROR_DELAY
+            ) from exc
+
     async def _request(
         self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Manifest | None:
-        for attempt in (1, 2):
-            try:
-                async with self._client().request(method, path.lstrip("/"), **kwargs) as response:
-                    text = await response.text()
-                    status, headers = response.status, response.headers
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise kopf.TemporaryError(
-                    f"API unreachable: {exc!r}", delay=SERVER_ERROR_DELAY
-                ) from exc
-            if status == 401 and attempt == 1 and await self._relogin():
-                log.info("API answered 401: logged in again with fresh credentials")
-                continue
-            if status == 404 and missing_ok:
-                return None
-            if status >= 400:
-                raise map_error(status, headers, text)
-            return json.loads(text) if text else {}
-        raise AssertionError("unreachable")  # pragma: no cover
+        status, headers, text = await self._send(method, path, **kwargs)
+        if status == 401 and await self._relogin():
+            log.info("API answered 401: logged in again with fresh credentials")
+            status, headers, text = await self._send(method, path, **kwargs)
+        if status == 404 and missing_ok:
+            return None
+        if status >= 400:
+            raise map_error(status, headers, text)
+        return json.loads(text) if text else {}
 
     async def apply(self, ref: KindRef, manifest: Manifest) -> Manifest:
         """Server-side apply; an apply refused as invalid is repaired once (see below)."""
