@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kube import Cluster, Manifest, wait_for
+from tests.e2e.kube import AuditLog, Cluster, Manifest, wait_for
 from tests.e2e.pods import LocalPod, start_container
 from tests.helpers.waiting import http_status
 
@@ -174,10 +174,11 @@ def operator(
 
 
 @pytest.fixture(autouse=True)
-def every_call_authorized(cluster: Cluster, operator: Operator) -> Iterator[None]:
-    """Fail the test if the RBAC authorizer refused any call of the operator meanwhile."""
+def every_call_authorized(cluster: Cluster, operator: Operator) -> Iterator[AuditLog]:
+    """Fail the test if the RBAC authorizer refused any call of the operator meanwhile (a
+    test may excuse a window it explains, through the audit log it gets)."""
     audit = cluster.audit()
-    yield
+    yield audit
     refused = audit.operator_refusals()
     assert not refused, "the operator was refused: " + "; ".join(
         f"{e.verb} {e.uri}" for e in refused[:10]

@@ -7,6 +7,7 @@ Every call is the real binary (kubectl v1.37, helm v4) against the real kube-api
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -181,6 +182,13 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = path.stat().st_size if path.exists() else 0
+        self.excused: list[tuple[datetime.datetime, datetime.datetime]] = []
+
+    def excuse(self, start: datetime.datetime, end: datetime.datetime, why: str) -> None:
+        """Refusals received from ``start`` to ``end`` (aware datetimes) are not the
+        operator's rules at fault (``why`` says what is); refusals outside still fail."""
+        assert why and start.tzinfo is not None and end.tzinfo is not None
+        self.excused.append((start, end))
 
     def events(self) -> Iterator[AuditEvent]:
         """Every complete event written since this reader was made (or last marked)."""
@@ -196,5 +204,13 @@ class AuditLog:
         return [e for e in self.events() if e.user == OPERATOR_USER and e.verb in WRITE_VERBS]
 
     def operator_refusals(self) -> list[AuditEvent]:
-        """The operator's requests the RBAC authorizer refused."""
-        return [e for e in self.events() if e.user == OPERATOR_USER and e.decision == "forbid"]
+        """The operator's requests the RBAC authorizer refused, outside excused windows."""
+        return [
+            e
+            for e in self.events()
+            if e.user == OPERATOR_USER and e.decision == "forbid" and not self._excused(e)
+        ]
+
+    def _excused(self, event: AuditEvent) -> bool:
+        received = datetime.datetime.fromisoformat(event.received)
+        return any(start <= received <= end for start, end in self.excused)
