@@ -1,11 +1,12 @@
-"""Bytes on the wire <-> numpy arrays, for the Open Inference Protocol (JSON and the binary
-tensor data extension) and V1 ``:predict``.
+"""Bytes on the wire <-> numpy arrays, for the Open Inference Protocol (JSON and the binary tensor
+data extension) and V1 ``:predict``.
 
-Called by ``app.py`` on every request, so it is the hot path: orjson for JSON, numpy for
-element conversion (no Python loops over elements), and every size check done on the declared
-shape before anything is allocated. Every problem raises ``BadRequestError`` with a message
-naming the input. Tensor bytes (the binary extension's raw buffers) are read and written by
-``modelfleet_client.tensors``, which the client uses for the other end of the same wire.
+Called by ``fastpath.py`` on every HTTP inference request (and by ``grpc_api.py`` for its shape
+checks and casts), so it is the hot path: orjson for JSON, numpy for element conversion (no Python
+loops over elements), and every size check done on the declared shape before anything is allocated.
+Every problem raises ``BadRequestError`` with a message naming the input. Tensor bytes (the binary
+extension's raw buffers) are read and written by ``modelfleet_client.tensors``, which the client
+uses for the other end of the same wire.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from modelfleet_runtime.protocol import (
     datatype_of,
 )
 
-HEADER_LENGTH = "inference-header-content-length"
 _INT_RANGES = {
     k: (np.iinfo(v).min, np.iinfo(v).max) for k, v in DATATYPES.items() if v.kind in "iu"
 }
@@ -316,10 +316,6 @@ def dumps(value: Any) -> bytes:
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
-
-
-def as_mapping(value: Any, what: str) -> Mapping[str, Any]:
-    return _object(value, what)
 
 
 # --- V1 (TensorFlow Serving style) -------------------------------------------------------

@@ -1,9 +1,11 @@
 """The runtime's error family and the one place they become HTTP answers.
 
-Every error a client can cause or see is a ``ServingError`` with a ``status_code``; the
-exception handlers in ``app.py`` turn it into the Open Inference Protocol's error body
-``{"error": "<what and why>"}``. Messages say what was expected and what arrived, and never
-hold credentials.
+Every error a client can cause or see is a ``ServingError`` with a ``status_code``;
+``dataplane.classify`` turns it into a status, a message and a log line, and each transport
+into its own answer: over HTTP the Open Inference Protocol's error body
+``{"error": "<what and why>"}`` (``fastpath.py``, and ``http_errors.py`` for the other routes),
+over gRPC a status code (``grpc_api.py``). Messages say what was expected and what arrived,
+and never hold credentials.
 """
 
 from __future__ import annotations
@@ -41,10 +43,6 @@ class ModelNotFoundError(ServingError):
 
 class PayloadTooLargeError(ServingError):
     status_code = 413
-
-
-class UnsupportedMediaTypeError(ServingError):
-    status_code = 415
 
 
 class ModelNotReadyError(ServingError):

@@ -293,7 +293,7 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _without_422(document: dict[str, Any]) -> None:
-    """``handlers.py`` answers a request FastAPI cannot validate with 400 ``{"error"}``."""
+    """``http_errors.py`` answers a request FastAPI cannot validate with 400 ``{"error"}``."""
     for _, operation in _operations(document):
         if operation["responses"].pop("422", None) is not None:
             operation["responses"].setdefault("400", {"description": "Bad Request"})

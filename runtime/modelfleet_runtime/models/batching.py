@@ -1,8 +1,9 @@
 """Dynamic batching: many small inference requests become one run of the model.
 
-``models/onnx.py`` builds one ``DynamicBatcher`` per loaded model version (when
-``max_batch_size`` > 0) around its inference coroutine, ``start()``s it after the session is
-warm and ``close()``s it before the session is dropped; the data plane only calls ``submit``.
+``dataplane.DataPlane`` (when ``max_batch_size`` > 0) builds one ``DynamicBatcher`` per loaded
+model version on its first request, if every input has a dynamic batch dimension, around its
+worker-thread run; the first ``submit`` starts the collector, and the data plane ``close()``s
+it, draining, when the registry retires the version and at shutdown.
 
 Requests share a batch only when their inputs have the same names, dtypes and non-batch
 dimensions; their tensors are concatenated along axis 0 and every caller gets back exactly its

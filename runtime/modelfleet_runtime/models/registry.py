@@ -131,11 +131,6 @@ class ModelRegistry:
         if self._default is None:
             self.problem = f"{reason}: {message}"
 
-    def forget(self, version: int) -> None:
-        """Drop the status of a version storage no longer has (and that is not loaded)."""
-        if version not in self._models:
-            self._status.pop(version, None)
-
     def statuses(self) -> list[VersionStatus]:
         return [self._status[v] for v in sorted(self._status)]
 

@@ -1,11 +1,11 @@
 """Keeps the registry in step with storage: the version policy, loading, hot swaps, polling.
 
-``app.py`` starts ``ModelRepository.run`` as a background task at start-up, so the server is
-live at once and ready when the first version is loaded. Each ``sync`` lists the versions
-storage holds, loads the ones the policy wants (fetch, verify, load, warm in a worker thread),
-publishes each, and only then retires versions the policy no longer wants. A version that
-fails is recorded and not retried until its files change; a serving version is never retired
-unless a wanted one serves.
+``server.build`` hands ``ModelRepository.run`` to the app, whose lifespan starts it as a background
+task, so the server is live at once and ready when the first version is loaded. Each ``sync`` lists
+the versions storage holds, loads the ones the policy wants (fetch, verify, load, warm in a worker
+thread), publishes each, and only then retires versions the policy no longer wants. A version that
+fails is recorded and not retried until its files change; a serving version is never retired unless
+a wanted one serves.
 """
 
 from __future__ import annotations

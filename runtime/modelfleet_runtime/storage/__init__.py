@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from ..schemes import SCHEMES
 from . import gcs, https, local, oci, s3
 from .base import (
     AccessDeniedError,
@@ -49,7 +50,7 @@ StoreOpener = Callable[[ParsedUri, Settings], tuple[ObjectStore, str | None]]
 """Builds a scheme's store for a URI, without any network call, and says which key the URI
 names when it names one file (None for a repository folder)."""
 
-STORES: dict[str, StoreOpener] = {
+STORES: dict[str, StoreOpener] = {  # every fetched scheme of schemes.SCHEMES (a test checks)
     "s3": s3.open_store,
     "gs": gcs.open_store,
     "https": https.open_store,
@@ -69,9 +70,10 @@ def open_source(settings: Settings) -> ModelSource:
     check_scheme(parsed, settings.allowed_schemes)
     opener = STORES.get(parsed.scheme)
     if opener is None:
+        fetched = sorted(s.name for s in SCHEMES.values() if s.fetched)
         raise InvalidUriError(
             f"{parsed.redacted}: no store for scheme {parsed.scheme!r} "
-            f"(known: {', '.join(sorted(STORES))})"
+            f"(known: {', '.join(fetched)})"
         )
     store, single_key = opener(parsed, settings)
     check_hosts(store.location, store.hosts, settings.allowed_hosts)

@@ -30,7 +30,6 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-DOCKER_CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 GZIP_LAYERS = (LAYER_GZIP, DOCKER_LAYER)
 TITLE = "org.opencontainers.image.title"
