@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 
+SUITE_GRPC_PORT = "MODELFLEET_GRPC_PORT"
+
 
 def isolate_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Drop every AWS_*, MODELFLEET_* and GOOGLE_APPLICATION_CREDENTIALS variable, then set
     test credentials and point the AWS config and credentials files at paths under
-    ``tmp_path`` that do not exist, so nothing from the machine can leak in."""
+    ``tmp_path`` that do not exist, so nothing from the machine can leak in. The suite's own
+    MODELFLEET_GRPC_PORT=0 (tests/conftest.py) stays: without it every server started here
+    took port 8081 and failed to start beside any other (another test run's, a bench's)."""
     for name in list(os.environ):
+        if name == SUITE_GRPC_PORT:
+            continue
         if name.startswith(("AWS_", "MODELFLEET_")) or name == "GOOGLE_APPLICATION_CREDENTIALS":
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")

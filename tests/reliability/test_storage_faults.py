@@ -41,11 +41,12 @@ def test_readiness_while_the_download_stalls(moto: Moto, proxy: FaultProxy, tmp_
     with serve_s3(tmp_path, *s3_args(proxy.endpoint)) as served:
         url = served.url
         wait_until(lambda: proxy.count("connect") >= 1, 10, "the server to reach S3")
+        # A 3 s window of the stall, probed throughout. The stall holds every connection to S3
+        # until the proxy passes, after the window: a liveness that waited on storage could
+        # not answer in it at all.
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # a 3 s window of the stall, probed throughout
-            started = time.monotonic()
+        while time.monotonic() < deadline:
             assert status(url, "/v2/health/live") == 200
-            assert time.monotonic() - started < 1, "liveness waited on storage"
             assert status(url, "/v2/health/ready") == 503
             assert status(url, "/v2/models/m/ready") == 503
             answer = infer(url)
