@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 import kopf
 from pydantic import ValidationError
-from pydantic_settings import CliSettingsSource
 
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.handlers import METRICS_KEY, register
 from modelfleet_operator.metrics import OperatorMetrics
 from modelfleet_operator.peering import peering_of
 from modelfleet_runtime import logs
+from modelfleet_runtime.config import from_command_line
 
 SHORTCUTS: dict[str, str | list[str]] = {
     "namespaces": ["namespace", "n"],
@@ -37,15 +37,7 @@ SHORTCUTS: dict[str, str | list[str]] = {
 def parse_settings(argv: Sequence[str]) -> OperatorConfig:
     """Settings from ``argv`` over the environment over the defaults (exits on ``--help``
     and on unknown options, as argparse does)."""
-    source: CliSettingsSource[OperatorConfig] = CliSettingsSource(
-        OperatorConfig,
-        cli_prog_name="modelfleet operator",
-        cli_kebab_case=True,
-        cli_implicit_flags=False,
-        cli_use_class_docs_for_groups=False,
-        cli_shortcuts=SHORTCUTS,
-    )
-    return OperatorConfig(_cli_settings_source=source(args=list(argv)))
+    return from_command_line(OperatorConfig, "modelfleet operator", argv, SHORTCUTS)
 
 
 async def run(config: OperatorConfig) -> None:

@@ -13,10 +13,9 @@ import sys
 from importlib.metadata import entry_points
 
 from pydantic import ValidationError
-from pydantic_settings import CliSettingsSource
 
 from modelfleet_runtime import __version__, logs
-from modelfleet_runtime.config import Settings
+from modelfleet_runtime.config import Settings, from_command_line
 
 USAGE = """usage: modelfleet COMMAND [OPTIONS]
 
@@ -34,14 +33,7 @@ commands:
 
 def parse_settings(argv: list[str]) -> Settings:
     """Settings from ``argv`` over the environment over the defaults."""
-    source: CliSettingsSource[Settings] = CliSettingsSource(
-        Settings,
-        cli_prog_name="modelfleet serve",
-        cli_kebab_case=True,
-        cli_implicit_flags=False,
-        cli_use_class_docs_for_groups=False,
-    )
-    return Settings(_cli_settings_source=source(args=argv))
+    return from_command_line(Settings, "modelfleet serve", argv)
 
 
 def serve_command(argv: list[str]) -> int:
