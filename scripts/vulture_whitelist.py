@@ -46,11 +46,8 @@ _.tb
 # Entry points named in pyproject.toml ([project.entry-points."modelfleet.commands"]).
 _.operator_command
 
-# The client: public API for users (docs/client.md), and the gRPC transports it imports by name
-# only when grpc:// is asked for (client.py: the grpc extra may be absent).
+# The client's public API for users (docs/client.md).
 _.wait_ready
-_.RpcTransport
-_.AsyncRpcTransport
 
 # A seam the scheduler's unit tests observe (tests/unit/operator/test_scheduler.py).
 _.tracked
