@@ -25,6 +25,7 @@ from typing import Any
 
 from ..config import Settings
 from ..models.onnx import ModelLoadError, OnnxModel
+from ..schemes import scheme_of
 from ..storage import NotFoundError, StorageError, WritableStore, open_writable
 from ..storage.base import ObjectStore, RemoteFile
 from ..storage.layout import MODEL_FILE, version_files
@@ -38,7 +39,6 @@ from ..storage.manifest import (
     digest_of,
 )
 from ..storage.paths import check_relative
-from ..storage.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def push(
 ) -> Pushed:
     """Upload ``model`` as a new version of the repository ``uri`` (never over an old one)."""
     digests = model.digests()
-    if parse_uri(uri).scheme == "oci":
+    if scheme_of(uri).names_image:
         return _push_oci(model, digests, uri, settings, now())
     store = open_writable(uri, settings)
     number = _claim(store, version)
