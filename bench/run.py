@@ -251,7 +251,7 @@ def main() -> None:
         return
     require_wrk()
     baseline = launch.baseline(WORK, args.baseline) if args.baseline else None
-    load_before = os.getloadavg()
+    load_before, measured = os.getloadavg(), commit()  # the code the servers start with
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
     built = models.build(WORK)
     bodies = WORK / "bodies"
@@ -297,7 +297,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                    f"Python {platform.python_version()}",  # fmt: skip
         "reps": args.reps, "duration": args.duration, "versions": versions(),
-        "commit": commit(), "baseline": baseline,
+        "commit": measured, "baseline": baseline,
         "trials": trials, "inprocess": limits, "notes": notes, "titles": TITLES,
         "plot": "runtime_perf.png",
         "peers": {"small": ["kserve", "mlserver"], "wide": ["mlserver+adaptive", "kserve"],
