@@ -552,7 +552,9 @@ def wait(what: str, condition: Any, timeout: float, home: Path, state: dict[str,
         for name, pid in state["pids"].items():
             if pid and not alive(pid, state["commands"][name][0]):
                 tail = (home / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise SystemExit(f"cluster: {name} exited while waiting for {what}:\n{tail}")
+                raise SystemExit(
+                    f"cluster: {name} {exit_status(pid)} while waiting for {what}:\n{tail}"
+                )
         if time.monotonic() > deadline:
             raise SystemExit(f"cluster: timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)
@@ -585,6 +587,31 @@ def start_kwok(home: Path, state: dict[str, Any], api: Api) -> None:
             if not (died and others) or attempt == KWOK_STARTS:
                 raise
             log(f"kwok exited at start (attempt {attempt} of {KWOK_STARTS}); starting it again")
+
+
+def exit_status(pid: int) -> str:
+    """How a component this process started ended ("exited with 1", "was killed by SIGKILL"),
+    reaped here; a component started by an earlier ``up`` cannot be reaped: "exited"."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "exited"
+    if reaped == 0:  # alive, but no longer the program we started
+        return "was replaced (its PID now runs another program)"
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with {os.waitstatus_to_exitcode(status)}"
+
+
+def keep_logs(home: Path) -> Path | None:
+    """Copy a failed start's logs beside the cluster folder (``down`` removes the folder)."""
+    logs = home / "logs"
+    if not logs.is_dir():
+        return None
+    kept = home.parent / f"{home.name}-failed-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(logs, kept)
+    return kept
 
 
 def running(home: Path) -> dict[str, Any] | None:
@@ -718,7 +745,10 @@ def up(home: Path, *, extra_crds: bool = True) -> Path:
                 state,
             )
         except BaseException:
+            kept = keep_logs(home)
             down(home)
+            if kept is not None:
+                log(f"the failed start's logs are in {kept}")
             raise
         log(f"up in {time.monotonic() - started:.1f} s (API server {server})")
         return home / "admin.kubeconfig"
