@@ -20,30 +20,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from modelfleet_operator.kinds import GROUP
+from modelfleet_runtime.quantities import quantity
 
 HASH_ANNOTATION = f"{GROUP}/applied-hash"
 QUANTITY_MAPS = frozenset({"limits", "requests"})
 """Mappings whose values are all quantities (a container's ``resources``)."""
 QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})
 """Fields holding one quantity (an emptyDir's ``sizeLimit``, an HPA metric target)."""
-_MULTIPLIERS = {
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{
-        s: Decimal(10) ** e
-        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
-    },
-    "": Decimal(1),
-}
-_QUANTITY = re.compile(
-    r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?\d+))?"
-)
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -61,22 +48,6 @@ def stamp(manifest: dict[str, Any]) -> dict[str, Any]:
     digest = manifest_hash(stamped)
     stamped.setdefault("metadata", {}).setdefault("annotations", {})[HASH_ANNOTATION] = digest
     return stamped
-
-
-def quantity(value: Any) -> Decimal | None:
-    """The value of a Kubernetes quantity (``500m``, ``1Gi``, ``1e3``, ``2``), else ``None``."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    match = _QUANTITY.fullmatch(str(value).strip())
-    if match is None:
-        return None
-    try:
-        number = Decimal(match["number"])
-    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
-        return None
-    if match["exponent"] is not None:
-        return number.scaleb(int(match["exponent"]))
-    return number * _MULTIPLIERS[match["suffix"] or ""]
 
 
 def same_quantity(desired: Any, live: Any) -> bool:

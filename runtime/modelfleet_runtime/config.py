@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict
 
 from modelfleet_runtime import schemes
+from modelfleet_runtime.quantities import byte_count
 
 ENV_PREFIX = "MODELFLEET_"
 AnySettings = TypeVar("AnySettings", bound=BaseSettings)
@@ -96,6 +97,31 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(default=Path("/tmp/modelfleet/models"))
     """Local folder the versions are downloaded into (an emptyDir in a pod)."""
+
+    # --- Model cache -----------------------------------------------------------------------
+    cache_dir: Path | None = None
+    """A model cache by digest, shareable by several servers and pods (a PVC or an emptyDir):
+    each version is kept under its content digest, so a second or restarted server downloads
+    nothing, servers starting together download a version once, and every cached file is checked
+    against its recorded sha256 before it is served. Unset: no cache (each server downloads into
+    model_dir)."""
+
+    cache_size_limit: int | None = Field(default=None, ge=0)
+    """Bound of the cache's size in bytes ('10Gi', '500Mi' or plain bytes): the least recently
+    used versions that no live server holds are evicted to stay under it (versions in use are
+    never evicted, so the cache can exceed it while they serve). Unset: no bound."""
+
+    cache_verify: Literal["changed", "always"] = "changed"
+    """When a server taking a version from the cache hashes its files again: 'changed' (a file
+    whose inode, size, mtime or ctime differ from when it was last hashed; any write through
+    the file system changes the ctime) or 'always' (every file on every start, which also
+    catches corruption below the file system, at ~2 s per GB of model more per start on a
+    core hashing 0.5 GB/s)."""
+
+    optimized_model_cache: bool = True
+    """With cache_dir: save ONNX Runtime's optimized graph beside a cached version and load it
+    on the next start (a warm start, without graph optimisation) when the ONNX Runtime version,
+    graph optimisation level, execution providers and CPU are the same."""
 
     # --- Storage -------------------------------------------------------------------------
     s3_endpoint_url: str | None = None
@@ -232,6 +258,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"version {version}: sha256 must be 64 hex digits")
             value[version] = hexdigest
         return value
+
+    @field_validator("cache_size_limit", mode="before")
+    @classmethod
+    def _parse_size(cls, value: object) -> int | None:
+        return None if value is None or value == "" else byte_count(value)
 
     @model_validator(mode="after")
     def _check_policy(self) -> Settings:

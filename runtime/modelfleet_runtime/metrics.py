@@ -1,9 +1,9 @@
 """Prometheus metrics of the runtime, on a registry the caller owns (never the global one).
 
 ``fastpath.py`` and ``grpc_api.py`` record inference requests (``observe_request``); the model
-repository records loads; the batcher records batch sizes and queue times. Label values are
-model names, version numbers, protocol names and status codes: never anything from a URI or a
-credential.
+repository records loads and warm starts; the model cache (``storage/cache.py``) records its
+lookups; the batcher records batch sizes and queue times. Label values are model names, version
+numbers, protocol names and status codes: never anything from a URI or a credential.
 """
 
 from __future__ import annotations
@@ -70,6 +70,26 @@ class Metrics:
             "modelfleet_model_versions_loaded",
             "Model versions loaded and serving.",
             ["model"],
+            registry=r,
+        )
+        self.cache_results = Counter(
+            "modelfleet_model_cache",
+            "Versions looked up in the model cache (cache_dir): hit (nothing downloaded), miss "
+            "(downloaded into it) or corrupt (a cached file differed from its record; fetched "
+            "again).",
+            ["model", "result"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "modelfleet_model_cache_evictions",
+            "Cached versions this process evicted to keep the cache under cache_size_limit.",
+            registry=r,
+        )
+        self.optimized_cache = Counter(
+            "modelfleet_optimized_model_cache",
+            "Sessions created from a saved optimized graph (hit: a warm start), or saving one "
+            "(miss; corrupt: the saved graph differed from its record).",
+            ["model", "result"],
             registry=r,
         )
         self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}

@@ -53,7 +53,7 @@ def build(settings: Settings) -> tuple[Any, DataPlane]:
     """The app and its data plane, wired from settings (what tests and ``serve`` share)."""
     metrics = Metrics()
     registry = ModelRegistry(settings.model_name)
-    repository = ModelRepository(settings, registry, open_source(settings), metrics)
+    repository = ModelRepository(settings, registry, open_source(settings, metrics), metrics)
     dataplane = DataPlane(settings, registry, metrics)
 
     async def background() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelfleet_runtime.config import Settings
+from modelfleet_runtime.models import warm
 from modelfleet_runtime.protocol import DATATYPES, ONNX_TYPES, TensorSpec
 
 _OPTIMIZATION = {
@@ -68,19 +69,20 @@ class OnnxModel:
     outputs: dict[str, TensorSpec]
     warm_run_seconds: float = math.inf
     """Median time of the warm-up runs: how the data plane decides where to run it."""
+    graph_cache: warm.GraphCache | None = None
+    """Whether the session came from a saved optimized graph (``hit``) or saved one (``miss``,
+    ``corrupt``); None when warm starts do not apply (``models/warm.py``)."""
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, settings: Settings) -> OnnxModel:
         """Create the session, read the signature and run one warm-up inference. Blocking."""
         try:
-            session = ort.InferenceSession(
-                str(path), session_options(settings), providers=settings.execution_providers
-            )
+            session, graph_cache = warm.create_session(path, session_options(settings), settings)
         except Exception as exc:  # ONNX Runtime raises its own exception types and RuntimeError
             raise ModelLoadError(f"ONNX Runtime cannot load version {version}: {exc}") from None
         inputs = {node.name: _spec(node) for node in session.get_inputs()}
         outputs = {node.name: _spec(node) for node in session.get_outputs()}
-        model = cls(name, version, path, session, inputs, outputs)
+        model = cls(name, version, path, session, inputs, outputs, graph_cache=graph_cache)
         return replace(model, warm_run_seconds=model.warm_up())
 
     def warm_up(self, runs: int = 5) -> float:

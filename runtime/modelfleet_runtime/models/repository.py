@@ -111,13 +111,23 @@ class ModelRepository:
         started = time.perf_counter()
         try:
             path = await self.source.fetch(remote)
+        except StorageError as exc:
+            self._load_failed(number, fingerprint, exc)
+            return
+        try:
             model = await asyncio.to_thread(
                 self.loader, self.registry.name, number, path, self.settings
             )
-        except (StorageError, ModelLoadError) as exc:
+        except ModelLoadError as exc:
+            self.source.release(path)
             self._load_failed(number, fingerprint, exc)
             return
+        if model.graph_cache is not None:
+            self.metrics.optimized_cache.labels(self.registry.name, model.graph_cache).inc()
+        previous = self.registry.versions.get(number)  # its files changed in storage
         self.registry.publish(model)
+        if previous is not None and previous.path != model.path:
+            self.source.release(previous.path)
         self._loaded[number] = fingerprint
         self._failed.pop(number, None)
         seconds = time.perf_counter() - started
@@ -134,13 +144,17 @@ class ModelRepository:
             del self._loaded[number]
             log.info("version %d retired", number, extra={"model_version": number})
             if model is not None:
+                self.source.release(model.path)
                 self._remove_files(model.path.parent)
 
     def _remove_files(self, folder: Path) -> None:
         """Free the disk a retired version used (its session is already in memory, and
         in-flight requests hold the session, not the files)."""
+        cache = self.settings.cache_dir
         if not folder.is_relative_to(self.settings.model_dir):
             return  # never touch a user's own files
+        if cache is not None and folder.is_relative_to(cache):
+            return  # the cache's to evict, when no process holds it any more
         task = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, folder, True))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from ..metrics import Metrics
 from ..schemes import SCHEMES
 from . import gcs, https, local, oci, s3
 from .base import (
@@ -60,8 +61,9 @@ STORES: dict[str, StoreOpener] = {  # every fetched scheme of schemes.SCHEMES (a
 }
 
 
-def open_source(settings: Settings) -> ModelSource:
-    """The ``ModelSource`` for ``settings.model_uri``.
+def open_source(settings: Settings, metrics: Metrics | None = None) -> ModelSource:
+    """The ``ModelSource`` for ``settings.model_uri`` (``metrics``: where the model cache
+    counts its lookups).
 
     Raises InvalidUriError for a malformed URI and NotAllowedError for a scheme or host the
     allow-lists refuse; both before any connection is made.
@@ -78,7 +80,7 @@ def open_source(settings: Settings) -> ModelSource:
     store, single_key = opener(parsed, settings)
     check_hosts(store.location, store.hosts, settings.allowed_hosts)
     log.info("model storage: %s", parsed.redacted)
-    return StoreSource(parsed.redacted, store, settings, single_key=single_key)
+    return StoreSource(parsed.redacted, store, settings, single_key=single_key, metrics=metrics)
 
 
 WRITERS: dict[str, Callable[[ParsedUri, Settings], WritableStore]] = {

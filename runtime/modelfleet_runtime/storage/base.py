@@ -1,10 +1,10 @@
 """The seam between the model repository and object storage.
 
 ``models/repository.py`` calls ``open_source(settings)`` (in ``storage/__init__.py``) and then
-only the two methods of ``ModelSource``: list what versions storage holds, and fetch one into
-the local model folder. One module per URI scheme implements the byte-moving part
-(``ObjectStore``); the version layout, path containment, digests and atomic promotion are
-shared and live in ``storage/layout.py``.
+only the methods of ``ModelSource``: list what versions storage holds, fetch one into the local
+model folder (or the model cache), and release it. One module per URI scheme implements the
+byte-moving part (``ObjectStore``); the version layout, path containment, digests and atomic
+promotion are shared and live in ``storage/layout.py``.
 """
 
 from __future__ import annotations
@@ -99,6 +99,11 @@ class ModelSource(Protocol):
     async def fetch(self, version: RemoteVersion) -> Path:
         """Download ``version`` into a temporary folder, verify it (paths, sizes, sha256),
         rename it into place under the model folder, and return the path of its model.onnx."""
+        ...
+
+    def release(self, model: Path) -> None:
+        """The repository no longer serves the version whose model.onnx ``fetch`` returned
+        as ``model`` (retired, or it failed to load): the model cache may evict it."""
         ...
 
 

@@ -12,27 +12,28 @@ sees a whole version or none, and a failed or cancelled fetch leaves nothing beh
 A process killed mid-download (an OOM kill; a pod's emptyDir outlives its container's restarts)
 cannot clean up, so each download holds an exclusive ``flock`` on ``.tmp-*.lock`` beside its
 folder, and every fetch first removes the folders whose lock nobody holds: a dead writer's, never
-a live one's, even with several servers sharing one ``model_dir``.
+a live one's, even with several servers sharing one ``model_dir`` (``locks.py``).
+
+With ``cache_dir`` set, a fetch goes through the model cache (``cache.py``) instead: the version
+is looked up by its key (``_cache_key``), and downloaded into the cache only when it is absent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import re
 import shutil
-import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..metrics import Metrics
+from ..schemes import scheme_of
 from . import manifest
 from .archive import is_archive, unpack
 from .base import (
@@ -44,6 +45,8 @@ from .base import (
     StorageError,
     UnsafePathError,
 )
+from .cache import ModelCache, version_key
+from .locks import staging
 from .paths import check_relative, contained, version_number
 from .progress import Progress
 from .retry import Retrier
@@ -65,9 +68,18 @@ class StoreSource:
     one file (served as version 1 under the name ``model.onnx``)."""
 
     def __init__(
-        self, uri: str, store: ObjectStore, settings: Settings, *, single_key: str | None
+        self,
+        uri: str,
+        store: ObjectStore,
+        settings: Settings,
+        *,
+        single_key: str | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.uri = uri
+        self._cache: ModelCache | None = None
+        if settings.cache_dir is not None:
+            self._cache = ModelCache(settings, metrics)
         self._store = store
         self._settings = settings
         self._single_key = single_key
@@ -121,33 +133,107 @@ class StoreSource:
         has_manifest = any(f.path == manifest.MANIFEST_FILE for f in files)
         if self._pushed and not has_manifest:  # refused before downloading anything
             raise manifest.missing(self.uri, version.number)
+        if self._cache is not None:
+            return await self._fetch_cached(version, files, self._cache)
         final = self._base / f"{version.number}-{version.fingerprint}"
         if final.is_dir():
             await self._check_digest(version.number, final / MODEL_FILE)
             return final / MODEL_FILE
-        self._base.mkdir(parents=True, exist_ok=True)
-        sweep_abandoned(self._base)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version.number}-", dir=self._base))
+        await self._download_version(version, files, self._base, final)
+        return final / MODEL_FILE
+
+    async def _fetch_cached(
+        self, version: RemoteVersion, files: list[RemoteFile], cache: ModelCache
+    ) -> Path:
+        """The version's model.onnx in the cache, downloaded into it only when absent."""
+        key = await self._cache_key(version, files, cache)
+
+        async def fill(base: Path, final: Path) -> dict[str, str]:
+            return await self._download_version(version, files, base, final)
+
+        where = f"{self.uri} version {version.number}"
+        size = sum(f.size for f in files)
+        return await cache.open(key, size, fill, where=where) / MODEL_FILE
+
+    async def _cache_key(
+        self, version: RemoteVersion, files: list[RemoteFile], cache: ModelCache
+    ) -> str:
+        """The version's cache key (``cache.version_key``): content digests where something
+        states them before the download (the pushed manifest, whose bytes are fetched for it;
+        the configured sha256; an OCI image's manifest digest), storage's identity of the
+        other files."""
+        content: dict[str, str] = {}
+        expected = self._settings.sha256.get(version.number)
+        if expected is not None:
+            content[MODEL_FILE] = f"sha256:{expected}"
+        pushed = next((f for f in files if f.path == manifest.MANIFEST_FILE), None)
+        if pushed is not None:
+            data = await self._read_small(version, pushed, cache.staging)
+            content[pushed.path] = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            where = f"{self.uri} version {version.number}"
+            for name, digest in manifest.Manifest.parse(data, where=where).files.items():
+                content.setdefault(name, f"sha256:{digest.sha256}")
+        image = scheme_of(self.uri).names_image  # the etag is the image manifest's digest
+        remote = {}
+        for f in files:
+            if f.path in content:
+                continue
+            if image:
+                content[f.path] = f"image:{f.etag}"
+            else:
+                location = f"{self._store.location}/{self._remote_key(version, f)}"
+                remote[f.path] = f"{location} {f.size} {f.etag}"
+        return version_key(content, remote)
+
+    async def _read_small(self, version: RemoteVersion, file: RemoteFile, base: Path) -> bytes:
+        """The bytes of one small file of ``version`` (its manifest), staged under ``base``."""
+        key = self._remote_key(version, file)
+
+        def read() -> bytes:
+            with staging(base, "read-") as tmp:
+                dest = tmp / "file"
+                self._store.download(key, dest, offset=0, length=None, progress=_ignore)
+                return dest.read_bytes()
+
+        what = f"{self._store.location}/{key}"
+        return await self._retrier().call(what, lambda: asyncio.to_thread(read))
+
+    def release(self, model: Path) -> None:
+        """The repository no longer serves the version at ``model``: a cached version may now
+        be evicted by any process."""
+        if self._cache is not None:
+            self._cache.release(model.parent)
+
+    async def _download_version(
+        self, version: RemoteVersion, files: list[RemoteFile], base: Path, final: Path
+    ) -> dict[str, str]:
+        """Download ``version`` into a new folder under ``base``, verify it and rename it to
+        ``final``. Returns the sha256 of the files it checked, by path."""
+        checked: dict[str, str] = {}
         try:
-            with _held(_lock_path(tmp)):
+            with staging(base, f"{version.number}-") as tmp:
                 await self._download_all(version, files, tmp)
                 for archive in filter(_is_archive_file, files):
                     await asyncio.to_thread(unpack, tmp / archive.path, tmp, where=self.uri)
                     shutil.rmtree(tmp / ARCHIVE_DIR)
-                if has_manifest or (tmp / manifest.MANIFEST_FILE).is_file():
-                    await asyncio.to_thread(
+                if (tmp / manifest.MANIFEST_FILE).is_file() or any(
+                    f.path == manifest.MANIFEST_FILE for f in files
+                ):
+                    pushed = await asyncio.to_thread(
                         manifest.verify, tmp, number=version.number, where=self.uri
                     )
-                await self._check_digest(version.number, tmp / MODEL_FILE)
-                return _promote(tmp, final) / MODEL_FILE
+                    checked = {name: file.sha256 for name, file in pushed.files.items()}
+                digest = await self._check_digest(version.number, tmp / MODEL_FILE)
+                if digest is not None:
+                    checked[MODEL_FILE] = digest
+                _promote(tmp, final)
         except OSError as exc:
             raise StorageError(
-                f"{self.uri}: writing version {version.number} under {self._base} failed: "
+                f"{self.uri}: writing version {version.number} under {base} failed: "
                 f"{exc.strerror or type(exc).__name__}",
                 reason="LocalWriteFailed",
             ) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return checked
 
     async def _download_all(
         self, version: RemoteVersion, files: list[RemoteFile], tmp: Path
@@ -188,15 +274,18 @@ class StoreSource:
         what = f"{self._store.location}/{job.key}"
         await retrier.call(what, lambda: loop.run_in_executor(pool, job.run))
 
-    async def _check_digest(self, number: int, model: Path) -> None:
+    async def _check_digest(self, number: int, model: Path) -> str | None:
+        """Check ``model`` against the configured sha256 of version ``number``; returns the
+        digest, or None when none is configured."""
         expected = self._settings.sha256.get(number)
         if expected is None:
-            return
+            return None
         got = await asyncio.to_thread(manifest.sha256_file, model)
         if got != expected:
             raise IntegrityError(
                 f"{self.uri}: version {number} model.onnx has sha256 {got}, expected {expected}"
             )
+        return got
 
 
 class _Job:
@@ -306,57 +395,13 @@ def _check_sizes(files: list[RemoteFile], tmp: Path, *, where: str, number: int)
             )
 
 
+def _ignore(_nbytes: int) -> None:
+    """A progress callback for reads too small to report."""
+
+
 def _is_archive_file(file: RemoteFile) -> bool:
     """Whether ``file`` is a version's one archive (listed under ``ARCHIVE_DIR``)."""
     return file.path.startswith(f"{ARCHIVE_DIR}/")
-
-
-def _lock_path(tmp: Path) -> Path:
-    return tmp.with_name(tmp.name + ".lock")
-
-
-@contextlib.contextmanager
-def _held(lock: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock`` while a download writes; the kernel drops it when
-    the process dies, however it dies."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
-
-
-def _abandoned(lock: Path) -> bool:
-    """Whether nobody holds ``lock`` (checked by taking it, without waiting)."""
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        return False  # its writer is between mkdtemp and the lock, or already done
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # closing drops the lock if this call took it
-    return True
-
-
-def sweep_abandoned(base: Path) -> list[Path]:
-    """Remove the download folders under ``base`` that a dead process left; returns them."""
-    removed = []
-    for tmp in base.glob(".tmp-*"):
-        if not tmp.is_dir():
-            continue
-        lock = _lock_path(tmp)
-        if _abandoned(lock):
-            shutil.rmtree(tmp, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-            removed.append(tmp)
-    if removed:
-        log.info("Removed %d abandoned download folder(s) under %s", len(removed), base)
-    return removed
 
 
 def _promote(tmp: Path, final: Path) -> Path:

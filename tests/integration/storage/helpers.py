@@ -127,6 +127,8 @@ class RecordingProxy:
         try:
             while data := src.recv(65536):
                 if record:
+                    if not self._admit(data):
+                        return
                     with self._lock:
                         self.sent += data
                 dst.sendall(data)
@@ -138,6 +140,10 @@ class RecordingProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def _admit(self, data: bytes) -> bool:  # noqa: ARG002 - a hook for subclasses
+        """Whether to forward ``data`` a client sent (subclasses may hold it first)."""
+        return True
 
     def count(self, needle: bytes) -> int:
         """How many times clients sent ``needle`` (case-insensitive)."""

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from modelfleet_runtime.storage import open_source
-from modelfleet_runtime.storage.layout import sweep_abandoned
+from modelfleet_runtime.storage.locks import sweep_abandoned
 from tests.helpers.onnx_models import add_constant, write_repository
 
 from .helpers import settings
@@ -20,8 +20,8 @@ from .helpers import settings
 HOLDER = """
 import sys, time
 from pathlib import Path
-from modelfleet_runtime.storage.layout import _held
-with _held(Path(sys.argv[1])):
+from modelfleet_runtime.storage.locks import held
+with held(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)
 """
