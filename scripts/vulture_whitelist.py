@@ -25,7 +25,8 @@ _.ModelReady
 _.ModelInfer
 
 # Attributes set on library objects, read by the library: kopf's settings (handlers.py), ONNX
-# Runtime's SessionOptions (models/onnx.py), tarfile's TarInfo (storage/oci_image.py).
+# Runtime's SessionOptions (models/onnx.py, models/warm.py), tarfile's TarInfo
+# (storage/oci_image.py).
 _.default_backoff
 _.error_backoffs
 _.error_delays
@@ -35,6 +36,7 @@ _.intra_op_num_threads
 _.inter_op_num_threads
 _.graph_optimization_level
 _.log_severity_level
+_.optimized_model_filepath
 _.mtime
 _.gid
 _.gname

@@ -40,8 +40,8 @@ import attrs
 import kmock
 from kmock._internal import dicts as kdicts
 
-from modelfleet_operator.converge import quantity
 from modelfleet_operator.kinds import INFERENCE_SERVICE, SHORT_NAMES, SINGULAR
+from modelfleet_runtime.quantities import quantity
 from tests.integration.operator import fastpath
 
 ISVC_RESOURCE = f"{INFERENCE_SERVICE.api_version}/{INFERENCE_SERVICE.plural}"

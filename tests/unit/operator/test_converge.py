@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelfleet_operator.converge import is_converged, is_subset, quantity, stamp
+from modelfleet_operator.converge import is_converged, is_subset, stamp
+from modelfleet_runtime.quantities import quantity
 
 
 @pytest.mark.parametrize(
