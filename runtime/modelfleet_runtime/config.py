@@ -115,8 +115,7 @@ class Settings(BaseSettings):
     """When a server taking a version from the cache hashes its files again: 'changed' (a file
     whose inode, size, mtime or ctime differ from when it was last hashed; any write through
     the file system changes the ctime) or 'always' (every file on every start, which also
-    catches corruption below the file system, at ~2 s per GB of model more per start on a
-    core hashing 0.5 GB/s)."""
+    catches corruption below the file system, at 1-2 s per GB of model more per start)."""
 
     optimized_model_cache: bool = True
     """With cache_dir: save ONNX Runtime's optimized graph beside a cached version and load it

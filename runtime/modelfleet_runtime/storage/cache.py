@@ -31,9 +31,9 @@ from its recorded sha256 (or a missing record) counts as ``corrupt``, and the ve
 again, never served. Any write through the file system changes a file's ctime, which no call can
 set back, so an unchanged stamp means unchanged bytes short of corruption below the file system;
 ``cache_verify=always`` hashes everything on every start to catch that too. Why not always by
-default: hashing runs at ~0.5 GB/s here (2 s per GB, ``bench/RESULTS.md``), as much as the whole
-start it would guard on a model of a few hundred MB, while the goal of the cache is a start
-several times faster than a download.
+default: one sha256 pass runs at 0.5-1.2 GB/s on this project's machines (``bench/RESULTS.md``:
+0.17 s for 200 MB unloaded, 0.4 s loaded), 10-25% more on a second server's whole start (1.5 s),
+and the point of the cache is a start several times faster than a download.
 
 **Locks** (``flock``, which the kernel drops when a process dies, so a killed downloader's
 waiters take over at once): a lookup holds ``fill`` shared; a process that finds the version
