@@ -126,8 +126,11 @@ class OperatorConfig(BaseSettings):
     termination_margin_seconds: int = Field(default=5, ge=1)
     """terminationGracePeriodSeconds = preStop + the runtime's grace_period + this margin."""
 
-    startup_failure_threshold: int = Field(default=60, ge=1)
-    """startupProbe attempts (10 s apart) before a pod is restarted: large models need time."""
+    startup_timeout_seconds: int = Field(default=1800, ge=10)
+    """Seconds a predictor pod may take from container start to ready (download, verify,
+    load and warm-up of its model) before the kubelet restarts it: the startup probe's
+    budget, sized for multi-gigabyte downloads; liveness is not probed until it passes.
+    ``spec.modelfleet.startupTimeoutSeconds`` overrides it per InferenceService."""
 
     progress_deadline_seconds: int = Field(default=600, ge=60)
     """Deployment progressDeadlineSeconds; past it the rollout is reported RolloutStalled."""

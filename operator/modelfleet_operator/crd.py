@@ -55,6 +55,15 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "a canary needs storageUri and/or versionPolicy",
         }
     ],
+    "ModelCacheSpec": [
+        {
+            "rule": "!has(self.enabled) || self.enabled"
+            " || (!has(self.claimName) && !has(self.sizeLimit))",
+            "message": "enabled is false but claimName or sizeLimit is set: drop one",
+            "fieldPath": ".enabled",
+            "reason": "FieldValueInvalid",
+        }
+    ],
     "VersionPolicySpec": [
         {
             "rule": "!has(self.policy) || self.policy != 'specific'"

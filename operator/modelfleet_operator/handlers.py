@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import kopf
 
-from modelfleet_operator import labels, render
+from modelfleet_operator import labels, predictor_pods, render
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.discovery import discover
 from modelfleet_operator.kinds import INFERENCE_SERVICE, controller_of
@@ -95,6 +95,13 @@ def index_child(body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], Manif
     """kopf index function: each managed child under (namespace, its controller's uid)."""
     owner = controller_of(body)
     return {(body.metadata.namespace, owner.uid): dict(body)} if owner and owner.uid else None
+
+
+def index_pod(body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], Manifest] | None:
+    """kopf index function: each predictor pod, slimmed, under (namespace, its
+    InferenceService's name), for ``status.components.*.lastColdStartSeconds``."""
+    name = (body.metadata.labels or {}).get(labels.INFERENCE_SERVICE_LABEL)
+    return {(body.metadata.namespace, name): predictor_pods.slim(body)} if name else None
 
 
 def index_id(plural: str) -> str:
@@ -159,6 +166,7 @@ def _register_activities(registry: kopf.OperatorRegistry, config: OperatorConfig
             await discover(config, client), CountingApplier(client, metrics), metrics
         )
         ctx.children = {ref.kind: kwargs[index_id(ref.plural)] for ref in render.managed_kinds()}
+        ctx.pods = kwargs[index_id(predictor_pods.POD.plural)]
         scheduler = memo[SCHEDULER_KEY] = build_scheduler(ctx, config)
         memo["modelfleet_client"] = client
         peering = peering_of(config)
@@ -223,3 +231,13 @@ def _register_children(registry: kopf.OperatorRegistry) -> None:
             index_child
         )
         kopf.on.event(group, version, plural, registry=registry, labels=selector)(child_changed)
+    # Predictor pods, read-only (not children: their ReplicaSets own them): a pod that turns
+    # ready or cannot be scheduled re-triggers its InferenceService's status.
+    pod = predictor_pods.POD
+    pods_id = index_id(pod.plural)
+    kopf.index(pod.group, pod.version, pod.plural, registry=registry, labels=selector, id=pods_id)(
+        index_pod
+    )
+    kopf.on.event(pod.group, pod.version, pod.plural, registry=registry, labels=selector)(
+        child_changed
+    )

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from modelfleet_operator import labels, render, spec, status
+from modelfleet_operator import labels, predictor_pods, render, spec, status
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.converge import is_converged, stamp
 from modelfleet_operator.kinds import INFERENCE_SERVICE, KindRef, controller_of
@@ -46,6 +46,9 @@ class LiveContext:
     metrics: OperatorMetrics = dataclasses.field(default_factory=OperatorMetrics)
     children: Mapping[str, Mapping[Any, Any]] | None = None
     """Per child kind, kopf's index of children by (namespace, owner uid), when kopf runs."""
+    pods: Mapping[Any, Any] | None = None
+    """kopf's index of predictor pods (``predictor_pods.slim``) by (namespace, InferenceService
+    name), when kopf runs."""
 
 
 def build_context(
@@ -101,6 +104,15 @@ async def read_children(ctx: LiveContext, svc: spec.ParsedService) -> dict[Child
             if owner is not None and owner.uid == svc.uid:
                 found[_key(obj)] = obj
     return found
+
+
+async def read_pods(ctx: LiveContext, svc: spec.ParsedService) -> list[Manifest]:
+    """The predictor pods of ``svc``: from kopf's pod index when there is one (no API call),
+    else listed by label."""
+    if ctx.pods is not None:
+        return list(ctx.pods.get((svc.namespace, svc.name), ()))
+    found = await ctx.applier.list(predictor_pods.POD, svc.namespace, labels.pod_selector(svc.name))
+    return [predictor_pods.slim(pod) for pod in found]
 
 
 def desired_children(
@@ -166,7 +178,12 @@ async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     observed, applied = await _apply(ctx, desired, live)
     deleted += await _prune(ctx, [obj for obj in stale if obj["kind"] not in AUTOSCALER_KINDS])
     new_status = status.build_status(
-        svc, observed, _own_status(body), _now(), cluster_domain=ctx.config.cluster_domain
+        svc,
+        observed,
+        _own_status(body),
+        _now(),
+        cluster_domain=ctx.config.cluster_domain,
+        pods=await read_pods(ctx, svc),
     )
     written = await _write_status(ctx, body, new_status)
     return Outcome(tuple(applied), tuple(deleted), written, ready=_ready(new_status))

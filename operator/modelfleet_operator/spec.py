@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -157,6 +157,38 @@ class RuntimeSpec(_Model):
     """Runtime image to run instead of the operator's default (pin by digest)."""
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A Kubernetes object name such as a PersistentVolumeClaim's (RFC 1123 subdomain)."""
+QUANTITY = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+"""A whole number of bytes, optionally with a Kubernetes suffix (binary Ki..Ei, decimal k..E):
+what both an emptyDir's ``sizeLimit`` and the runtime's ``cache_size_limit`` accept."""
+
+
+class ModelCacheSpec(_Model):
+    """The model cache by digest, mounted at /var/cache/modelfleet in every predictor pod: a
+    version found there (same sha256) is not downloaded again."""
+
+    enabled: bool = True
+    """Mount the cache (default). false: no cache volume, every start downloads the model."""
+    claim_name: str | None = Field(default=None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """PersistentVolumeClaim to keep the cache on, in the InferenceService's namespace, mounted
+    read-write: shared by every pod that mounts it (ReadWriteMany to share across nodes) and
+    kept across pod restarts and rollouts. Default: an emptyDir per pod, which survives
+    container restarts but not the pod. A claim that does not exist leaves the pods Pending
+    (the scheduler's reason is shown in the PredictorReady condition)."""
+    size_limit: str | None = Field(default=None, pattern=QUANTITY)
+    """Most bytes the cache may hold (``10Gi``, ``500Mi``, plain bytes): the runtime evicts the
+    least recently used versions no pod holds to stay under it, and the emptyDir gets it as
+    its sizeLimit. Default: unbounded (the emptyDir's share of the node's disk)."""
+
+    @model_validator(mode="after")
+    def _off_means_nothing_else(self) -> ModelCacheSpec:
+        """``enabled: false`` beside a claim or a size contradicts itself: refuse, never guess."""
+        if not self.enabled and (self.claim_name or self.size_limit):
+            raise ValueError("enabled is false but claimName or sizeLimit is set: drop one")
+        return self
+
+
 class ModelFleetSpec(_Model):
     """ModelFleet's own fields: everything KServe has no equivalent for."""
 
@@ -186,6 +218,11 @@ class ModelFleetSpec(_Model):
     runtime, and a tag is resolved when a pod starts (pin a digest). 'Auto' (default):
     ImageVolume when the API server is 1.35 or newer, else Pull. Other schemes always download;
     ImageVolume with a non-oci:// storageUri is an error."""
+    model_cache: ModelCacheSpec = Field(default_factory=ModelCacheSpec)
+    """The model cache by digest: an emptyDir per pod unless a claimName is given."""
+    startup_timeout_seconds: int | None = Field(default=None, ge=10)
+    """Seconds a pod may take from start to ready (download, verify, load, warm-up) before
+    the kubelet restarts it; default the operator's ``startup_timeout_seconds``."""
 
 
 class PredictorSpec(_Model):

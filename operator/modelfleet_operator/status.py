@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from modelfleet_operator import predictor_pods
 from modelfleet_operator.render.plan import CANARY, STABLE, Track, plan
 from modelfleet_operator.spec import ParsedService, VersionPolicySpec
 
@@ -92,11 +93,18 @@ def policy_summary(policy: VersionPolicySpec) -> str:
 
 
 def _component(
-    track: Track, dep: Mapping[str, Any] | None, ok: bool | None, previous: Mapping[str, Any] | None
+    track: Track,
+    dep: Mapping[str, Any] | None,
+    ok: bool | None,
+    previous: Mapping[str, Any] | None,
+    pods: list[predictor_pods.Pod],
 ) -> dict[str, Any]:
     st = (dep or {}).get("status") or {}
     prev = ((previous or {}).get("components") or {}).get(track.track) or {}
     last_ready = track.storage_uri if ok else prev.get("latestReadyStorageUri")
+    cold_start = predictor_pods.last_cold_start_seconds(pods)
+    if cold_start is None:  # no pod ready now (scaled to zero, rolling): keep the last figure
+        cold_start = prev.get("lastColdStartSeconds")
     out = {
         "deployment": track.deployment,
         "storageUri": track.storage_uri,
@@ -107,6 +115,8 @@ def _component(
     }
     if last_ready:  # the model that last served, kept while a new one rolls out or stalls
         out["latestReadyStorageUri"] = last_ready
+    if cold_start is not None:
+        out["lastColdStartSeconds"] = cold_start
     return out
 
 
@@ -116,19 +126,27 @@ def build_status(
     previous: Mapping[str, Any] | None,
     now: datetime,
     cluster_domain: str = "cluster.local",
+    pods: Iterable[predictor_pods.Pod] = (),
 ) -> dict[str, Any]:
-    """The whole status of ``svc`` given its live children and the previous status.
+    """The whole status of ``svc`` given its live children, its predictor pods (slim or
+    whole, see ``predictor_pods``) and the previous status.
 
     Pass ``cluster_domain=config.cluster_domain`` for the url."""
-    deps = _deployments(observed_children)
+    deps, pods = _deployments(observed_children), list(pods)
     tracks, gen = plan(svc), svc.generation
     conds, components = [], {}
     ready_all, reason, message = True, "Ready", "all predictor replicas ready"
     for track in tracks:
+        track_pods = predictor_pods.of_track(pods, track.track)
         ok, why, msg = deployment_health(deps.get(track.deployment))
+        refused = predictor_pods.unschedulable(track_pods) if not ok else None
+        if refused is not None:  # say why, in the scheduler's words
+            why = "PodUnschedulable" if why == "RolloutInProgress" else why
+            msg = f"{msg}; {refused}"
         ctype = "PredictorReady" if track.track == STABLE else "CanaryReady"
         conds.append(condition(ctype, ok, why, msg, gen, previous, now))
-        components[track.track] = _component(track, deps.get(track.deployment), ok, previous)
+        dep = deps.get(track.deployment)
+        components[track.track] = _component(track, dep, ok, previous, track_pods)
         if not ok and ready_all:
             ready_all, reason, message = False, why, f"{track.deployment}: {msg}"
     ready = condition("Ready", ready_all, reason, message, gen, previous, now)

@@ -44,37 +44,44 @@ def prerequisites(cluster: Cluster, example: Manifest, namespace: str) -> None:
         objects.append({**pull_secret, "type": "kubernetes.io/dockerconfigjson"})
     uri = predictor.get("model", {}).get("storageUri", "")
     if uri.startswith("pvc://"):
-        claim = uri.removeprefix("pvc://").split("/")[0]
-        volume = f"{namespace}-{claim}"
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/srv/{volume}"},
-                    "claimRef": {"namespace": namespace, "name": claim},
-                },
-            }
-        )
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim},
-                "spec": {
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "volumeName": volume,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            }
-        )
+        objects.append(bound_claim(cluster, namespace, uri.removeprefix("pvc://").split("/")[0]))
+    if cache_claim := (modelfleet.get("modelCache") or {}).get("claimName"):
+        objects.append(bound_claim(cluster, namespace, cache_claim, "ReadWriteMany"))
     if objects:
         cluster.apply(*objects, namespace=namespace)
+
+
+def bound_claim(
+    cluster: Cluster, namespace: str, claim: str, mode: str = "ReadOnlyMany"
+) -> Manifest:
+    """A PersistentVolume made for ``claim`` in ``namespace`` (applied now), and the claim
+    bound to it (returned, to apply in the namespace)."""
+    volume = f"{namespace}-{claim}"
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": [mode],
+                "storageClassName": "",
+                "hostPath": {"path": f"/srv/{volume}"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim},
+        "spec": {
+            "accessModes": [mode],
+            "storageClassName": "",
+            "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
 
 
 @pytest.fixture(scope="module")

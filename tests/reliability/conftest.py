@@ -4,7 +4,7 @@ and a clean AWS environment for the tests that run real servers against moto."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from tests.integration.operator.conftest import (  # noqa: F401 - fixtures, by n
     start_operator,
 )
 
+from .storage import Moto, moto_s3
+
 OpenApp = Callable[..., AbstractAsyncContextManager[InProcess]]
 
 
@@ -29,6 +31,13 @@ OpenApp = Callable[..., AbstractAsyncContextManager[InProcess]]
 def open_app(tmp_path: Path) -> OpenApp:
     """``async with open_app(name, {version: model_bytes}, **settings) as served``."""
     return functools.partial(open_in_process, tmp_path)
+
+
+@pytest.fixture
+def moto() -> Iterator[Moto]:
+    """moto's S3 on 127.0.0.1 with bucket ``models`` (``storage.moto_s3``)."""
+    with moto_s3() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

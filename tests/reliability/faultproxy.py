@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 for storage-fault tests: it forwards to an upstream port, or
-resets, stalls or refuses connections on command, or cuts answers mid-body, and records every
-connection and every HTTP request line it forwards. With an ``ssl.SSLContext`` it terminates
+resets, stalls or refuses connections on command, cuts answers mid-body or slows them to a
+byte rate, and records every connection and every HTTP request line it forwards, and the bytes
+of answer it passed. With an ``ssl.SSLContext`` it terminates
 TLS, as an S3 endpoint with a private CA does.
 
 It runs an asyncio loop in a daemon thread, so synchronous tests (which drive a real server
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Mode = Literal["pass", "reset", "stall", "refuse", "cut"]
+Mode = Literal["pass", "reset", "stall", "refuse", "cut", "slow"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class FaultProxy:
     """``pass`` forwards; ``reset`` accepts then sends RST; ``stall`` accepts and never
     answers; ``refuse`` closes the listening socket (connection refused); ``cut`` forwards but
     resets the next ``cuts`` connections once ``cut_after`` bytes of answer have passed, then
-    forwards whole again. Changing the mode aborts the connections that are open, as an outage
-    would."""
+    forwards whole again; ``slow`` forwards, each answer at most ``rate`` bytes a second (a
+    slow network or an overloaded store). Changing the mode aborts the connections that are
+    open, as an outage would."""
 
     def __init__(
         self,
@@ -44,12 +46,16 @@ class FaultProxy:
         tls: ssl.SSLContext | None = None,
         cut_after: int = 64 * 1024,
         cuts: int = 2,
+        rate: int = 256 * 1024,
     ) -> None:
         self.upstream_port = upstream_port
         self.stall_limit = stall_limit
         self.tls = tls
         self.cut_after = cut_after
         self.cuts_left = cuts
+        self.rate = rate
+        self.answered = 0
+        """Bytes of answer passed to clients, over every connection."""
         self.mode: Mode = "pass"
         self.events: list[Event] = []
         self._lock = threading.Lock()
@@ -181,6 +187,11 @@ class FaultProxy:
                 passed += len(data)
                 writer.write(data)
                 await writer.drain()
+                if cut:
+                    with self._lock:
+                        self.answered += len(data)
+                    if self.mode == "slow":  # a throttle, not a wait for a condition
+                        await asyncio.sleep(len(data) / self.rate)
         except (ConnectionError, OSError):
             pass
         finally:

@@ -20,15 +20,9 @@ from tests.helpers import onnx_models
 from tests.helpers.runtime import serve_process, wait_until
 
 from .faultproxy import FaultProxy, fault_proxy
-from .storage import BUCKET, ROW, Moto, files_under, moto_s3, s3_args, status
+from .storage import BUCKET, ROW, Moto, files_under, s3_args, status
 
 SECRET = np.array([1111.0, 2222.0, 3333.0, 4444.0], dtype=np.float32)
-
-
-@pytest.fixture
-def moto() -> Iterator[Moto]:
-    with moto_s3() as server:
-        yield server
 
 
 def external_model(location: str) -> bytes:

@@ -6,7 +6,6 @@ infer errors, the repository index, /metrics) and no exception text."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,13 +16,7 @@ from tests.helpers import onnx_models
 from tests.helpers.aws import iam_key_id
 from tests.helpers.runtime import serve_process, wait_until
 
-from .storage import BUCKET, ROW, Moto, moto_s3, s3_args, status
-
-
-@pytest.fixture
-def moto() -> Iterator[Moto]:
-    with moto_s3() as server:
-        yield server
+from .storage import BUCKET, ROW, Moto, s3_args, status
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,7 @@ from tests.helpers.load import steady_load
 from tests.helpers.runtime import wait_until
 
 from .faultproxy import FaultProxy, fault_proxy
-from .storage import BUCKET, ROW, Moto, files_under, infer, moto_s3, s3_args, serve_s3, status
-
-
-@pytest.fixture
-def moto() -> Iterator[Moto]:
-    with moto_s3() as server:
-        yield server
+from .storage import BUCKET, ROW, Moto, files_under, infer, s3_args, serve_s3, status
 
 
 @pytest.fixture

@@ -23,6 +23,11 @@ Roles (templates/rbac.yaml).
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["create", "get", "list", "watch", "patch", "delete"]
+# Predictor pods, read-only: their start and Ready times give each InferenceService's
+# last cold start, and the scheduler's reason for a pod it cannot place goes into its status.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # The InferenceServices themselves, their status and (kopf's) finalizers.
 - apiGroups: ["serving.modelfleet.dev"]
   resources: ["inferenceservices"]

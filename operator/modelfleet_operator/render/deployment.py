@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.render import delivery
+from modelfleet_operator.render import cache, delivery
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import (
     AUTH_SECRET_DIR,
@@ -29,6 +29,8 @@ from modelfleet_runtime.schemes import scheme_of
 
 RUN_AS = 10001
 CONTAINER = "runtime"
+STARTUP_PERIOD = 2
+"""Seconds between startup probes (their failureThreshold is the startup timeout over it)."""
 
 
 def image_for(svc: ParsedService, config: OperatorConfig) -> str:
@@ -128,6 +130,15 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def startup_probe(svc: ParsedService, config: OperatorConfig) -> dict[str, Any]:
+    """Ready (a version downloaded, loaded and warmed up) within the startup timeout, or the
+    kubelet restarts the container. Until it passes, liveness and readiness are not probed:
+    a long download or a session creation that holds the GIL cannot get the pod killed.
+    Probed every STARTUP_PERIOD seconds, so a pod is seen ready at most that late."""
+    timeout = svc.spec.modelfleet.startup_timeout_seconds or config.startup_timeout_seconds
+    return _probe("/v2/health/ready", STARTUP_PERIOD, math.ceil(timeout / STARTUP_PERIOD))
+
+
 def _container(svc: ParsedService, track: Track, config: OperatorConfig) -> dict[str, Any]:
     return {
         "name": CONTAINER,
@@ -142,9 +153,7 @@ def _container(svc: ParsedService, track: Track, config: OperatorConfig) -> dict
         "resources": resources_for(svc, config),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
-        # Liveness never waits on storage, so a slow download cannot restart the pod; the
-        # startup probe only holds liveness off while the process starts on a busy node.
-        "startupProbe": _probe("/v2/health/live", 10, config.startup_failure_threshold),
+        "startupProbe": startup_probe(svc, config),
         "lifecycle": {"preStop": {"sleep": {"seconds": config.pre_stop_seconds}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -163,6 +172,7 @@ def _mounts(svc: ParsedService, track: Track, config: OperatorConfig) -> list[di
         {"name": "models", "mountPath": MODEL_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    mounts += cache.mounts(svc, track, config)
     if _mounts_claim(track):
         mounts.append(_read_only("model-pvc", PVC_MOUNT))
     if _key_file_secret(svc, track):
@@ -185,6 +195,7 @@ def _volumes(svc: ParsedService, track: Track, config: OperatorConfig) -> list[d
         {"name": "models", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
+    volumes += cache.volumes(svc, track, config)
     if _mounts_claim(track):
         claim = urlsplit(track.storage_uri).netloc
         volumes.append(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices
 
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.render import delivery
+from modelfleet_operator.render import cache, delivery
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.config import ENV_PREFIX, Settings
@@ -89,6 +89,7 @@ def settings_for(svc: ParsedService, track: Track, config: OperatorConfig) -> di
     out.update(_storage_settings(svc, track))
     out.update(delivery.model_settings(svc, track, config))
     out.update(_batching_settings(svc))
+    out.update(cache.settings(svc, track, config))
     if mf.auth is not None:
         out["auth_tokens_file"] = f"{AUTH_SECRET_DIR}/{mf.auth.key}"
     if config.allowed_storage_hosts:

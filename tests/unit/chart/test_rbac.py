@@ -16,6 +16,7 @@ WORK: dict[tuple[str, str], frozenset[str]] = {
     ("policy", "poddisruptionbudgets"): WRITE_CHILD,
     ("keda.sh", "scaledobjects"): WRITE_CHILD,
     ("gateway.networking.k8s.io", "httproutes"): WRITE_CHILD,
+    ("", "pods"): frozenset({"list", "watch"}),  # read-only: cold-start times, Pending reasons
     ("serving.modelfleet.dev", "inferenceservices"): frozenset({"get", "list", "watch", "patch"}),
     ("serving.modelfleet.dev", "inferenceservices/status"): frozenset({"patch"}),
     ("serving.modelfleet.dev", "inferenceservices/finalizers"): frozenset({"update"}),

@@ -237,7 +237,7 @@ def test_pull_without_pull_secrets_mounts_nothing(config: OperatorConfig) -> Non
     pod = _pod(_with("Pull", secrets=()), config)
     assert "MODELFLEET_REGISTRY_CONFIG" not in _env(pod)
     assert "imagePullSecrets" not in pod
-    assert set(_volumes(pod)) == {"models", "tmp"}
+    assert set(_volumes(pod)) == {"models", "tmp", "model-cache"}  # no credentials volume
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ def test_auto_follows_the_server_version(
 def test_other_schemes_download_whatever_the_server(config: OperatorConfig) -> None:
     body = isvc(_model("s3://models/iris", imagePullSecrets=[{"name": "regcred"}]))
     pod = _pod(body, config, server_version="v1.37.2")
-    assert set(_volumes(pod)) == {"models", "tmp"}
+    assert set(_volumes(pod)) == {"models", "tmp", "model-cache"}  # no image volume
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]  # for the runtime image
     assert "MODELFLEET_REGISTRY_CONFIG" not in _env(pod)
 
