@@ -1,4 +1,5 @@
-"""The Grafana dashboard shipped with the chart queries exactly the runtime's metrics."""
+"""The Grafana dashboard shipped with the chart queries exactly the runtime's and the operator's
+metrics (tests/integration/operator/test_dashboard_queries.py runs every query on Prometheus)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.unit.chart.helpers import CHART_DIR
 DASHBOARD: dict[str, Any] = json.loads(
     (CHART_DIR / "dashboards" / "modelfleet-runtime.json").read_text()
 )
-RUNTIME_METRICS = {
+METRICS = {
     "modelfleet_requests_total",
     "modelfleet_request_duration_seconds",
     "modelfleet_requests_in_flight",
@@ -20,12 +21,20 @@ RUNTIME_METRICS = {
     "modelfleet_model_load_seconds",
     "modelfleet_model_load_failures_total",
     "modelfleet_model_versions_loaded",
+    "modelfleet_model_versions_not_ready",
+    "modelfleet_requests_shed_total",
+    "modelfleet_operator_reconciles_total",
+    "modelfleet_operator_reconcile_duration_seconds",
+    "modelfleet_operator_writes_total",
+    "modelfleet_operator_inferenceservices",
+    "modelfleet_operator_inferenceservice_ready",
 }
 HISTOGRAMS = {
     "modelfleet_request_duration_seconds",
     "modelfleet_batch_size",
     "modelfleet_batch_queue_seconds",
     "modelfleet_model_load_seconds",
+    "modelfleet_operator_reconcile_duration_seconds",
 }
 
 
@@ -41,9 +50,9 @@ def _metric(name: str) -> str:
     return name
 
 
-def test_queries_use_only_runtime_metrics_and_all_of_them() -> None:
+def test_queries_use_only_exported_metrics_and_all_of_them() -> None:
     used = {_metric(m) for e in _exprs() for m in re.findall(r"\bmodelfleet_\w+", e)}
-    assert used == RUNTIME_METRICS
+    assert used == METRICS
 
 
 def test_panels_have_unique_ids_and_valid_layout() -> None:
