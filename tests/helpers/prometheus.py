@@ -3,7 +3,8 @@ it), on a free loopback port, its TSDB in the test's temporary folder, scraping 
 static targets every second and evaluating the given rule files every second.
 
 Used by the dashboard test (tests/integration/operator/test_dashboard_queries.py), which points
-it at a ``modelfleet serve`` process and an operator's metrics port.
+it at a ``modelfleet serve`` process and an operator's metrics port. ``samples`` reads one scrape
+of ``/metrics`` for tests that check series without a server.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.runtime import free_port, stop_process
 from tests.helpers.waiting import http_status, wait_until
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    """A scrape of ``/metrics`` as {(series name, sorted labels): value}."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,11 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from modelfleet_operator.metrics import OperatorMetrics
-from modelfleet_runtime.metrics import Metrics
-from tests.unit.chart.helpers import CHART_DIR, REPO, Manifest, render
+from tests.unit.chart.helpers import CHART_DIR, REPO, Manifest, exported_series, render
 
 TESTS = sorted((Path(__file__).parent / "alerts").glob("*.test.yaml"))
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
 def _rule(values: dict[str, Any] | None = None) -> Manifest:
@@ -94,18 +90,9 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     assert {name: cases[name] for name in names} == dict.fromkeys(names, {True, False})
 
 
-def _exported() -> set[str]:
-    """Every series name the runtime and the operator can export."""
-    names: set[str] = set()
-    for registry in (Metrics(CollectorRegistry()).registry, OperatorMetrics().registry):
-        for family in registry.collect():
-            names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
-    return names
-
-
 def test_rules_read_only_series_the_code_exports() -> None:
     used = {m for a in ALERTS for m in re.findall(r"\bmodelfleet_\w+", a["expr"])}
-    assert used and used <= _exported(), used - _exported()
+    assert used and used <= exported_series().keys(), used - exported_series().keys()
 
 
 def _anchors(markdown: str) -> set[str]:
