@@ -58,24 +58,33 @@ class OperatorMetrics:
             ["ready"],
             registry=self.registry,
         )
+        self.condition = Gauge(
+            "modelfleet_operator_inferenceservice_ready",
+            "1 per InferenceService, labelled with the status and reason of its Ready "
+            "condition (namespace is the resource's: the chart's ServiceMonitor honours it).",
+            ["namespace", "inferenceservice", "ready", "reason"],
+            registry=self.registry,
+        )
         for result in RESULTS:
             self.reconciles.labels(result=result)
-        self._ready_of: dict[tuple[str, str], str] = {}
+        self._ready_of: dict[tuple[str, str], tuple[str, str]] = {}
 
     def observe(self, result: str, started: float) -> None:
         """Count one reconcile that began at ``started`` (``time.monotonic()``)."""
         self.reconciles.labels(result=result).inc()
         self.duration.observe(time.monotonic() - started)
 
-    def set_ready(self, namespace: str, name: str, ready: str | None) -> None:
-        """Record the Ready status of one resource (None: it is gone)."""
+    def set_ready(self, namespace: str, name: str, ready: str | None, reason: str = "") -> None:
+        """Record the Ready status and reason of one resource (None: it is gone)."""
         key = (namespace, name)
-        if ready is None:
-            self._ready_of.pop(key, None)
-        else:
-            self._ready_of[key] = ready
+        old = self._ready_of.pop(key, None)
+        if old is not None:
+            self.condition.remove(namespace, name, *old)
+        if ready is not None:
+            self._ready_of[key] = (ready, reason)
+            self.condition.labels(namespace, name, ready, reason).set(1)
         counts = dict.fromkeys(("True", "False", "Unknown"), 0)
-        for value in self._ready_of.values():
+        for value, _ in self._ready_of.values():
             counts[value] = counts.get(value, 0) + 1
         for value, count in counts.items():
             self.ready.labels(ready=value).set(count)

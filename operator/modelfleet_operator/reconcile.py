@@ -69,6 +69,8 @@ class Outcome:
     status_written: bool = False
     invalid: str | None = None
     ready: str = "Unknown"
+    reason: str = ""
+    """The Ready condition's reason (InvalidSpec, RolloutInProgress, ...), for the metrics."""
 
     @property
     def result(self) -> str:
@@ -159,7 +161,9 @@ async def reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
         raise
     ctx.metrics.observe(outcome.result, started)
     meta = body.get("metadata") or {}
-    ctx.metrics.set_ready(str(meta.get("namespace")), str(meta.get("name")), outcome.ready)
+    ctx.metrics.set_ready(
+        str(meta.get("namespace")), str(meta.get("name")), outcome.ready, outcome.reason
+    )
     return outcome
 
 
@@ -169,7 +173,8 @@ async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     except spec.SpecError as exc:
         invalid = status.invalid_spec_status(body, exc.message, _own_status(body), _now())
         written = await _write_status(ctx, body, invalid)
-        return Outcome(status_written=written, invalid=exc.message, ready=_ready(invalid))
+        ready, reason = _ready(invalid)
+        return Outcome(status_written=written, invalid=exc.message, ready=ready, reason=reason)
     desired = desired_children(body, ctx, svc)
     live = await read_children(ctx, svc)
     wanted = {_key(manifest) for manifest in desired}
@@ -186,15 +191,16 @@ async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
         pods=await read_pods(ctx, svc),
     )
     written = await _write_status(ctx, body, new_status)
-    return Outcome(tuple(applied), tuple(deleted), written, ready=_ready(new_status))
+    ready, reason = _ready(new_status)
+    return Outcome(tuple(applied), tuple(deleted), written, ready=ready, reason=reason)
 
 
-def _ready(new_status: Mapping[str, Any]) -> str:
-    """The status of the Ready condition in ``new_status`` ("Unknown" if absent)."""
+def _ready(new_status: Mapping[str, Any]) -> tuple[str, str]:
+    """The status and reason of the Ready condition in ``new_status`` ("Unknown" if absent)."""
     for condition in new_status.get("conditions") or []:
         if condition.get("type") == "Ready":
-            return str(condition.get("status", "Unknown"))
-    return "Unknown"
+            return str(condition.get("status", "Unknown")), str(condition.get("reason", ""))
+    return "Unknown", ""
 
 
 def _own_status(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -136,6 +136,11 @@ class DataPlane:
         self._ids = itertools.count(1)  # request ids without an os.urandom call each
         self.draining = False
         self.in_flight = 0
+        # Created at start, so the alert on shed requests sees a series from zero.
+        self._shed = {
+            reason: self.metrics.shed.labels(registry.name, reason)
+            for reason in ("concurrency", "queue")
+        }
         self._executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
@@ -225,6 +230,7 @@ class DataPlane:
         if self.draining:
             raise ShuttingDownError()
         if self.in_flight >= self.settings.max_concurrency:
+            self._shed["concurrency"].inc()
             raise OverloadedError(
                 f"server is at its limit of {self.settings.max_concurrency} requests in flight"
             )
@@ -285,6 +291,7 @@ class DataPlane:
         try:
             result = await entry[1].submit(inputs)
         except QueueFullError as exc:
+            self._shed["queue"].inc()
             raise OverloadedError(str(exc)) from None
         except BatcherClosedError:
             raise ModelNotReadyError(f"version {model.version} is being unloaded") from None

@@ -1,9 +1,12 @@
 """Prometheus metrics of the runtime, on a registry the caller owns (never the global one).
 
-``fastpath.py`` and ``grpc_api.py`` record inference requests (``observe_request``); the model
-repository records loads and warm starts; the model cache (``storage/cache.py``) records its
-lookups; the batcher records batch sizes and queue times. Label values are model names, version
-numbers, protocol names and status codes: never anything from a URI or a credential.
+``fastpath.py`` and ``grpc_api.py`` record inference requests (``observe_request``); the data
+plane counts requests it sheds (``shed``); the model repository records loads, warm starts and
+the versions its policy wants but has not loaded; the model cache (``storage/cache.py``) records
+its lookups; the batcher records batch sizes and queue times. The chart's alert rules
+(``templates/prometheusrule.yaml``) and dashboard query these names. Label values are model
+names, version numbers, protocol names and status codes: never anything from a URI or a
+credential.
 """
 
 from __future__ import annotations
@@ -90,6 +93,20 @@ class Metrics:
             "Sessions created from a saved optimized graph (hit: a warm start), or saving one "
             "(miss; corrupt: the saved graph differed from its record).",
             ["model", "result"],
+            registry=r,
+        )
+        self.versions_not_ready = Gauge(
+            "modelfleet_model_versions_not_ready",
+            "Model versions the version policy wants that are not loaded (loading, failed to "
+            "load, or missing from storage).",
+            ["model"],
+            registry=r,
+        )
+        self.shed = Counter(
+            "modelfleet_requests_shed",
+            "Requests refused with 503 because the server was full, by reason: concurrency "
+            "(max_concurrency requests in flight) or queue (the batch queue held max_queue_size).",
+            ["model", "reason"],
             registry=r,
         )
         self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}

@@ -97,11 +97,19 @@ class ModelRepository:
             self._outages = 0
             wanted = select_versions(listing, self.settings)
             self._note_missing(wanted - listing.keys())
+            self._count(wanted)  # the ones about to load count as not ready while they load
             for number in sorted(wanted & listing.keys(), reverse=True):
                 await self._ensure(listing[number])
             self._retire(wanted)
             self.registry.settle()
-            self.metrics.versions_loaded.labels(self.registry.name).set(len(self._loaded))
+            self._count(wanted)
+
+    def _count(self, wanted: set[int]) -> None:
+        """Versions loaded, and versions wanted but not loaded (the alert on a version stuck
+        not ready reads the second)."""
+        name = self.registry.name
+        self.metrics.versions_loaded.labels(name).set(len(self._loaded))
+        self.metrics.versions_not_ready.labels(name).set(len(wanted - self._loaded.keys()))
 
     async def _ensure(self, remote: RemoteVersion) -> None:
         number, fingerprint = remote.number, remote.fingerprint

@@ -12,6 +12,10 @@ from typing import Any
 
 import yaml
 from helm_python import Chart
+from prometheus_client import CollectorRegistry
+
+from modelfleet_operator.metrics import OperatorMetrics
+from modelfleet_runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO / "charts" / "modelfleet"
@@ -68,3 +72,17 @@ def pod_specs(obj: Manifest) -> list[Manifest]:
     if kind == "CronJob":
         return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
     return []
+
+
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exported_series() -> dict[str, str]:
+    """Every series name the runtime and the operator register (a counter's ``_total``, a
+    histogram's ``_bucket``, ``_sum`` and ``_count``), mapped to its metric's name: what the
+    dashboard and the alert rules may query. Read from the code, so a rename shows."""
+    names: dict[str, str] = {}
+    for registry in (Metrics(CollectorRegistry()).registry, OperatorMetrics().registry):
+        for family in registry.collect():
+            names |= {family.name + suffix: family.name for suffix in SUFFIXES[family.type]}
+    return names

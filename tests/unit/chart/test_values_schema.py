@@ -30,6 +30,10 @@ BAD_VALUES = {
     "namespaces are the chart's": {"operator": {"config": {"namespaces": ["ml"]}}},
     "zero resync": {"operator": {"config": {"resync_seconds": 0}}},
     "unreadable server version": {"operator": {"config": {"server_version": "latest"}}},
+    "alert typo": {"prometheusRule": {"alerts": {"errorRate": {"threshold": 0.1}}}},
+    "alert ratio above 1": {"prometheusRule": {"alerts": {"errorRatio": {"threshold": 5}}}},
+    "alert duration without unit": {"prometheusRule": {"alerts": {"invalidSpec": {"for": "5"}}}},
+    "runbook not a URL": {"prometheusRule": {"runbookBaseUrl": "docs/runbooks.md"}},
 }
 
 
