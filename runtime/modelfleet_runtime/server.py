@@ -60,8 +60,10 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up, but with TLS the HTTP port is ``tls_server``'s listener (the
         rest of uvicorn, its shutdown included, runs unchanged)."""
-        if self.tls is None or sockets is not None:
+        if self.tls is None:
             return await super().startup(sockets)
+        if sockets is not None:  # uvicorn's would serve them in plain text
+            raise ValueError("with TLS, the server makes its own listening sockets")
         await self.lifespan.startup()
         if self.lifespan.should_exit:
             sys.exit(STARTUP_FAILURE)

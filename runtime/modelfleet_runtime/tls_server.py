@@ -62,7 +62,7 @@ class PlainHttpRefusal(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.timer = asyncio.get_running_loop().call_later(self.timeout, transport.abort)
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, self.transport.abort)
 
     def data_received(self, data: bytes) -> None:
         if self.answered or self.transport is None:
