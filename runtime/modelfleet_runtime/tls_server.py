@@ -117,13 +117,17 @@ class TlsListener:
 
     async def _accept(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        failing = False
         while True:
             try:
                 sock, _ = await loop.sock_accept(listening)
             except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: the next try may succeed
-                log.warning("accept failed on the HTTPS port: %s", exc)
+                if not failing:  # once per run of failures, not ten lines a second
+                    log.warning("accept failed on the HTTPS port (retrying): %s", exc)
+                failing = True
                 await asyncio.sleep(ACCEPT_RETRY)
                 continue
+            failing = False
             task = asyncio.ensure_future(self._connection(sock))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
