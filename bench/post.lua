@@ -7,6 +7,10 @@ f:close()
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = os.getenv("BENCH_CTYPE") or "application/json"
+-- BENCH_CLOSE=1: "Connection: close", so that every request opens a new connection.
+if os.getenv("BENCH_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
+end
 local ihcl = os.getenv("BENCH_IHCL")
 if ihcl and ihcl ~= "" then
   wrk.headers["Inference-Header-Content-Length"] = ihcl

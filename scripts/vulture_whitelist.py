@@ -24,6 +24,14 @@ _.ServerReady
 _.ModelReady
 _.ModelInfer
 
+# asyncio calls a protocol's methods by name (tls_server.PlainHttpRefusal); uvicorn's shutdown
+# reads Server.servers (server.DrainingServer.startup sets it).
+_.connection_made
+_.data_received
+_.eof_received
+_.connection_lost
+_.servers
+
 # Attributes set on library objects, read by the library: kopf's settings (handlers.py), ONNX
 # Runtime's SessionOptions (models/onnx.py, models/warm.py), tarfile's TarInfo
 # (storage/oci_image.py).

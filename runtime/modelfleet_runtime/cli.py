@@ -45,11 +45,15 @@ def serve_command(argv: list[str]) -> int:
     logs.configure(settings.log_level, settings.log_format, settings.model_name)
     from modelfleet_runtime.server import serve
     from modelfleet_runtime.storage import StorageError
+    from modelfleet_runtime.tls import TlsError
 
     try:
         return serve(settings)
     except StorageError as exc:  # a refused or malformed model URI: say so, no traceback
         sys.stderr.write(f"modelfleet serve: {exc.reason}: {exc}\n")
+        return 2
+    except TlsError as exc:  # certificate files that cannot be used
+        sys.stderr.write(f"modelfleet serve: {exc}\n")
         return 2
 
 

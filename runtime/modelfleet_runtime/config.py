@@ -248,6 +248,24 @@ class Settings(BaseSettings):
     auth_token: SecretStr | None = None
     """One accepted bearer token given directly (prefer --auth-tokens-file)."""
 
+    # --- TLS ---------------------------------------------------------------------------------
+    tls_cert_file: Path | None = None
+    """PEM certificate chain (server certificate first) served on both ports; with
+    --tls-key-file, HTTP and gRPC speak TLS only. Re-read when it changes (a mounted Secret
+    rotated in place): new connections get the new certificate, open ones keep theirs."""
+
+    tls_key_file: Path | None = None
+    """PEM private key of --tls-cert-file (unencrypted, as cert-manager writes it)."""
+
+    tls_client_ca_file: Path | None = None
+    """PEM bundle of the CAs that sign client certificates: when set, every connection to
+    either port must present a certificate signed by one of them (mutual TLS), health
+    checks included. Re-read when it changes."""
+
+    tls_handshake_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a new connection to a TLS port has to finish its handshake before it is
+    closed, so that idle or stalled connections cannot hold the server."""
+
     @field_validator("sha256")
     @classmethod
     def _check_digests(cls, value: dict[int, str]) -> dict[int, str]:
@@ -270,6 +288,19 @@ class Settings(BaseSettings):
         if any(v < 1 for v in self.versions):
             raise ValueError("version numbers start at 1")
         return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether both ports speak TLS."""
+        return self.tls_cert_file is not None
 
     @property
     def model_name(self) -> str:

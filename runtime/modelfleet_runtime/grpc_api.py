@@ -31,6 +31,7 @@ from modelfleet_runtime.dataplane import DataPlane, classify, parse_version
 from modelfleet_runtime.errors import BadRequestError, UnauthorizedError
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.protocol import DATATYPES, InferRequest, InferResponse, datatype_of
+from modelfleet_runtime.tls import TlsFiles, grpc_credentials
 
 log = logging.getLogger(__name__)
 
@@ -203,25 +204,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return outcome.value
 
 
-async def start(settings: Settings, dataplane: DataPlane) -> tuple[grpc.aio.Server, int]:
-    """Start the gRPC server on ``settings.grpc_port`` (0: a free one); with its port."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", settings.max_body_size),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
-        ]
-    )
+async def start(
+    settings: Settings, dataplane: DataPlane, tls: TlsFiles | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server on ``settings.grpc_port`` (0: a free one); with its port. With
+    ``tls``, TLS only, its certificate rotating with the files (``tls.grpc_credentials``)."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.max_body_size),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
+    ]
+    if tls is not None:  # a connection whose TLS (and HTTP/2) handshake stalls is closed
+        options.append(
+            ("grpc.server_handshake_timeout_ms", round(settings.tls_handshake_timeout * 1000))
+        )
+    server = grpc.aio.server(options=options)
     servicer = InferenceServicer(dataplane, token_source(settings))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     try:
-        port = server.add_insecure_port(f"{host}:{settings.grpc_port or 0}")
+        address = f"{host}:{settings.grpc_port or 0}"
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, grpc_credentials(tls))
     except RuntimeError:  # grpc says only "Failed to bind"
         raise OSError(
             f"cannot listen for gRPC on {settings.host}:{settings.grpc_port} (in use?); set "
             "--grpc-port to a free port, 0 for any, or null to turn gRPC off"
         ) from None
     await server.start()
-    log.info("gRPC (Open Inference Protocol) listening on %s:%d", settings.host, port)
+    tls_note = " (TLS only)" if tls is not None else ""
+    log.info("gRPC (Open Inference Protocol)%s listening on %s:%d", tls_note, settings.host, port)
     return server, port

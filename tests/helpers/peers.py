@@ -1,5 +1,6 @@
 """Virtual environments for the peer servers the client is tested against (KServe's
-ModelServer and MLServer), which cannot share the dev venv (their pins clash with ours).
+ModelServer and MLServer), and for Triton's client the runtime is tested with, which cannot
+share the dev venv (their pins clash with ours).
 
 One table of pins, used by ``scripts/peers`` (which creates the venvs, idempotently, before
 pytest runs) and by the tests (which start the servers from them). A venv lives in
@@ -23,6 +24,9 @@ PINS: dict[str, tuple[str, ...]] = {
     # The same pins as bench/run.sh, so the tests and the benchmark call the same servers.
     "kserve": ("kserve==0.21.*", "onnxruntime==1.31.*", "numpy"),
     "mlserver": ("mlserver==1.7.1", "uvloop==0.21.0", "onnxruntime==1.31.*", "numpy"),
+    # Triton's client (HTTP and gRPC) for the runtime's TLS tests: its gRPC extra wants
+    # protobuf 6, the runtime's generated modules protobuf 7.
+    "tritonclient": ("tritonclient[http,grpc]==2.73.*", "numpy"),
 }
 ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelfleet" / "peers"
 MARKER = ".modelfleet-installed"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -106,9 +107,14 @@ def stop_process_group(process: subprocess.Popen[Any], timeout: float = 15) -> N
 
 @contextmanager
 def serve_process(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Served]:
-    """Run ``modelfleet serve ARGS`` on a free loopback port; stop it (SIGKILL if it hangs)."""
+    """Run ``modelfleet serve ARGS`` on a free loopback port; stop it (SIGKILL if it hangs).
+    ``tls``: the server speaks https (ARGS name its files), checked with this client context."""
     port = free_port()
     log = tmp / f"serve-{port}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -116,14 +122,19 @@ def serve_process(
     command = [sys.executable, "-m", "modelfleet_runtime.cli", "serve", "--port", str(port), *args]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=full_env)
-    served = Served(process, f"http://127.0.0.1:{port}", log)
+    served = Served(process, f"{'https' if tls else 'http'}://127.0.0.1:{port}", log)
+    verify = tls or True
     try:
         live = f"{served.url}/v2/health/live"
-        wait_until(lambda: process.poll() is not None or http_status(live) == 200, 30, "live")
+        wait_until(
+            lambda: process.poll() is not None or http_status(live, verify=verify) == 200,
+            30,
+            "live",
+        )
         assert process.poll() is None, served.output()
         if wait_ready:
             ready = f"{served.url}/v2/health/ready"
-            wait_until(lambda: http_status(ready) == 200, 30, "ready")
+            wait_until(lambda: http_status(ready, verify=verify) == 200, 30, "ready")
         yield served
     finally:
         stop_process(process)

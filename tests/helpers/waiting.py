@@ -4,6 +4,7 @@ helpers and the benches import it without the runtime."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -21,9 +22,10 @@ def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def http_status(url: str, timeout: float = 1.0) -> int:
-    """The status of ``GET url``, or 0 when the connection fails (not up yet, or gone)."""
+def http_status(url: str, timeout: float = 1.0, verify: ssl.SSLContext | bool = True) -> int:
+    """The status of ``GET url``, or 0 when the connection fails (not up yet, or gone);
+    ``verify``: the TLS context of an https:// URL."""
     try:
-        return httpx.get(url, timeout=timeout).status_code
+        return httpx.get(url, timeout=timeout, verify=verify).status_code
     except httpx.TransportError:
         return 0
