@@ -72,7 +72,9 @@ _KNATIVE_ANNOTATIONS = (
     "features.knative.dev/",
 )
 RESERVED_ENV = frozenset(
-    f"MODELFLEET_{n}" for n in ("MODEL_URI", "NAME", "HOST", "PORT", "MODEL_DIR")
+    f"MODELFLEET_{n}"
+    for n in ("MODEL_URI", "NAME", "HOST", "PORT", "MODEL_DIR")
+    + ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE")
 )
 """Runtime variables the Service, probes and volumes depend on: the user may not set them."""
 _METADATA_HOSTS = ("metadata.google.internal", "metadata", "instance-data")

@@ -11,6 +11,10 @@ Errors are mapped once, here: 409, 429, 5xx, timeouts and connection errors beco
 ``kopf.TemporaryError`` with short delays (429 honours ``Retry-After``); a 401 logs in again
 and retries once, then is temporary too; any other 4xx is a ``kopf.PermanentError``. 404 on
 reads and deletes is not an error: the object is simply absent.
+
+Secrets are never read whole: :meth:`KubeClient.secret_summary` asks for one Secret as a Table
+(what ``kubectl get secret`` prints: type and number of keys) without the object, so no
+Secret value ever reaches the operator, its memory or its logs.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ import aiohttp
 import kopf
 
 from modelfleet_operator.kinds import KindRef
+from modelfleet_operator.status import SecretSummary
 
 Manifest = dict[str, Any]
 
 FIELD_MANAGER = "modelfleet"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE = "application/merge-patch+json"
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+"""A Table of printed columns; deliberately no fallback to the object itself (its data)."""
+SECRETS = KindRef("v1", "Secret", "secrets")
 
 CONFLICT_DELAY = 1.0
 """Seconds before retrying after a 409: another writer won a race; re-applying is cheap."""
@@ -70,6 +78,10 @@ class Applier(Protocol):
 
     async def patch_status(self, ref: KindRef, namespace: str, name: str, status: Manifest) -> None:
         """Merge-patch the ``status`` subresource."""
+        ...
+
+    async def secret_summary(self, namespace: str, name: str) -> SecretSummary | None:
+        """One Secret's type and number of keys, never its values; ``None`` when absent."""
         ...
 
 
@@ -119,6 +131,17 @@ def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
     if status == 422:
         return Invalid(message)
     return kopf.PermanentError(message)
+
+
+def summary_from_table(table: Mapping[str, Any]) -> SecretSummary:
+    """A Secret's type and key count from the API server's Table of it (columns Name, Type,
+    Data, Age, as ``kubectl get secret`` prints them)."""
+    columns = [str(c.get("name")) for c in table.get("columnDefinitions") or []]
+    rows = table.get("rows") or []
+    if len(rows) != 1 or not {"Type", "Data"} <= set(columns):
+        raise kopf.PermanentError(f"unexpected Table of a Secret: columns {columns}")
+    cells = dict(zip(columns, rows[0].get("cells") or [], strict=False))
+    return SecretSummary(type=str(cells["Type"]), keys=int(cells["Data"]))
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
@@ -291,3 +314,13 @@ class KubeClient:
             data=json.dumps({"status": status}),
             headers={"Content-Type": MERGE_CONTENT_TYPE},
         )
+
+    async def secret_summary(self, namespace: str, name: str) -> SecretSummary | None:
+        table = await self._request(
+            "GET",
+            SECRETS.path(namespace, name),
+            missing_ok=True,
+            params={"includeObject": "None"},
+            headers={"Accept": TABLE_ACCEPT},
+        )
+        return None if table is None else summary_from_table(table)

@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelfleet_operator.kinds import KindRef
 from modelfleet_operator.kube import Applier, Manifest
+from modelfleet_operator.status import SecretSummary
 
 RESULTS = ("unchanged", "changed", "invalid", "error")
 """Values of the ``result`` label of ``modelfleet_operator_reconciles_total``."""
@@ -120,6 +121,9 @@ class CountingApplier:
     async def patch_status(self, ref: KindRef, namespace: str, name: str, status: Manifest) -> None:
         self._writes.labels(kind=ref.kind, verb="status").inc()
         await self.inner.patch_status(ref, namespace, name, status)
+
+    async def secret_summary(self, namespace: str, name: str) -> SecretSummary | None:
+        return await self.inner.secret_summary(namespace, name)
 
 
 async def serve(endpoint: str, metrics: OperatorMetrics) -> aiohttp.web.AppRunner:

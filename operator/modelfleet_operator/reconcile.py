@@ -30,6 +30,9 @@ from modelfleet_operator.kube import Applier, Manifest
 from modelfleet_operator.metrics import OperatorMetrics
 
 AUTOSCALER_KINDS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
+HELD_WITHOUT_TLS_SECRET = frozenset({"Deployment", "Service"})
+"""Kinds neither applied nor pruned while the TLS Secret is missing or unfit: a pod cannot
+start without it, and a Service switched to TLS ports would lose the pods that still serve."""
 ChildKey = tuple[str, str]  # (kind, name)
 
 
@@ -151,6 +154,17 @@ async def _apply(
     return observed, applied
 
 
+async def _check_tls(ctx: LiveContext, svc: spec.ParsedService) -> status.Problem | None:
+    """What is wrong with the TLS Secret ``svc`` names, if it names one. The Secret is read
+    again on every reconcile (there is no watch on Secrets: the operator may only get them),
+    so one created or fixed later is picked up by the resync loop at the latest."""
+    tls = svc.spec.modelfleet.tls
+    if tls is None:
+        return None
+    summary = await ctx.applier.secret_summary(svc.namespace, tls.secret_name)
+    return status.check_tls_secret(svc, summary)
+
+
 async def reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     """Bring the children and status of one InferenceService to what its spec asks for."""
     started = time.monotonic()
@@ -177,11 +191,15 @@ async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
         return Outcome(status_written=written, invalid=exc.message, ready=ready, reason=reason)
     desired = desired_children(body, ctx, svc)
     live = await read_children(ctx, svc)
+    problem = await _check_tls(ctx, svc)
+    held = HELD_WITHOUT_TLS_SECRET if problem is not None else frozenset()
+    desired = [manifest for manifest in desired if manifest["kind"] not in held]
     wanted = {_key(manifest) for manifest in desired}
-    stale = [obj for key, obj in live.items() if key not in wanted]
+    stale = [obj for key, obj in live.items() if key not in wanted and obj["kind"] not in held]
     deleted = await _prune(ctx, [obj for obj in stale if obj["kind"] in AUTOSCALER_KINDS])
     observed, applied = await _apply(ctx, desired, live)
     deleted += await _prune(ctx, [obj for obj in stale if obj["kind"] not in AUTOSCALER_KINDS])
+    observed += [obj for obj in live.values() if obj["kind"] in held]
     new_status = status.build_status(
         svc,
         observed,
@@ -189,6 +207,7 @@ async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
         _now(),
         cluster_domain=ctx.config.cluster_domain,
         pods=await read_pods(ctx, svc),
+        tls_problem=problem,
     )
     written = await _write_status(ctx, body, new_status)
     ready, reason = _ready(new_status)

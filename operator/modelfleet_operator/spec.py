@@ -30,6 +30,7 @@ from modelfleet_runtime.config import VersionPolicy
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 Autoscaler = Literal["hpa", "keda"]
 OciDelivery = Literal["Auto", "Pull", "ImageVolume"]
+ClientAuth = Literal["None", "Require"]
 PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -150,6 +151,23 @@ class AuthSpec(_Model):
     """Key in the Secret holding the tokens."""
 
 
+class TLSSpec(_Model):
+    """TLS on both endpoints (HTTP and gRPC), from a Secret of type kubernetes.io/tls (what a
+    cert-manager Certificate writes). The Secret is mounted, never read by the operator; the
+    pods pick up a renewed certificate without a restart."""
+
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    """Secret of type kubernetes.io/tls in the InferenceService's namespace: keys tls.crt
+    (certificate chain, PEM) and tls.key (private key); with clientAuth Require also ca.crt."""
+    client_auth: ClientAuth = "None"
+    """'None' (default): any client may connect over TLS. 'Require': mutual TLS, clients must
+    present a certificate signed by the Secret's ca.crt (probes then only check the port)."""
+
+
 class RuntimeSpec(_Model):
     """Overrides for the runtime container."""
 
@@ -208,6 +226,8 @@ class ModelFleetSpec(_Model):
     """'hpa' or 'keda'; default inferred from scaleMetric (cpu/memory: hpa, else keda)."""
     auth: AuthSpec | None = None
     """Endpoint authentication; off when absent."""
+    tls: TLSSpec | None = None
+    """TLS on both endpoints; plain HTTP and h2c when absent."""
     oci_delivery: OciDelivery = "Auto"
     """How an oci:// model reaches the pods. 'Pull': the runtime pulls it from the registry
     (by digest, every blob checked; a moved tag is picked up while serving), with the

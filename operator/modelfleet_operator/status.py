@@ -10,10 +10,12 @@ operator's reconcile; pure: no kopf, no client, no clock (``now`` is passed in).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modelfleet_operator import predictor_pods
+from modelfleet_operator.render import tls
 from modelfleet_operator.render.plan import CANARY, STABLE, Track, plan
 from modelfleet_operator.spec import ParsedService, VersionPolicySpec
 
@@ -120,6 +122,72 @@ def _component(
     return out
 
 
+@dataclass(frozen=True)
+class SecretSummary:
+    """What the operator knows of a Secret: its type and how many keys it holds, never a value
+    (``kube.KubeClient.secret_summary`` asks the API server for that much only)."""
+
+    type: str
+    keys: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an InferenceService cannot be served as its spec asks, for its Ready condition."""
+
+    reason: str
+    message: str
+
+
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+def check_tls_secret(svc: ParsedService, secret: SecretSummary | None) -> Problem | None:
+    """What is wrong with the TLS Secret ``svc`` names (``secret``: None when it does not
+    exist), or None. A kubernetes.io/tls Secret always holds tls.crt and tls.key (the API
+    server refuses one without them); with clientAuth Require it also needs ca.crt, which a
+    Secret of two keys cannot hold. Until it is fixed, pods that still serve are left alone."""
+    spec = tls.tls_of(svc)
+    if spec is None:
+        return None
+    name, keep = spec.secret_name, "the predictor's Deployment and Service are left as they are"
+    if secret is None:
+        return Problem(
+            "TLSSecretNotFound",
+            f"Secret {name!r} (spec.modelfleet.tls.secretName) does not exist in namespace "
+            f"{svc.namespace!r}; create a {TLS_SECRET_TYPE} Secret with tls.crt and tls.key "
+            f"(a cert-manager Certificate does); until then {keep}",
+        )
+    if secret.type != TLS_SECRET_TYPE:
+        return Problem(
+            "TLSSecretInvalid",
+            f"Secret {name!r} has type {secret.type!r}; spec.modelfleet.tls needs a "
+            f"{TLS_SECRET_TYPE} Secret (keys tls.crt and tls.key); until then {keep}",
+        )
+    if spec.client_auth == "Require" and secret.keys < 3:
+        return Problem(
+            "TLSSecretInvalid",
+            f"Secret {name!r} holds no ca.crt: clientAuth Require needs the CA that signs "
+            f"client certificates under that key (cert-manager writes it); until then {keep}",
+        )
+    return None
+
+
+def _tls_condition(
+    svc: ParsedService, problem: Problem | None, previous: Mapping[str, Any] | None, now: datetime
+) -> list[dict[str, Any]]:
+    """The TLSSecretReady condition, for an InferenceService with TLS only."""
+    spec = tls.tls_of(svc)
+    if spec is None:
+        return []
+    if problem is not None:
+        ok, reason, message = False, problem.reason, problem.message
+    else:
+        ok, reason = True, "SecretFound"
+        message = f"Secret {spec.secret_name!r} is mounted at {tls.TLS_DIR}"
+    return [condition("TLSSecretReady", ok, reason, message, svc.generation, previous, now)]
+
+
 def build_status(
     svc: ParsedService,
     observed_children: Observed,
@@ -127,15 +195,20 @@ def build_status(
     now: datetime,
     cluster_domain: str = "cluster.local",
     pods: Iterable[predictor_pods.Pod] = (),
+    tls_problem: Problem | None = None,
 ) -> dict[str, Any]:
     """The whole status of ``svc`` given its live children, its predictor pods (slim or
     whole, see ``predictor_pods``) and the previous status.
 
-    Pass ``cluster_domain=config.cluster_domain`` for the url."""
+    Pass ``cluster_domain=config.cluster_domain`` for the url, and what
+    :func:`check_tls_secret` found for an InferenceService with TLS (its Ready condition then
+    says so first)."""
     deps, pods = _deployments(observed_children), list(pods)
     tracks, gen = plan(svc), svc.generation
     conds, components = [], {}
     ready_all, reason, message = True, "Ready", "all predictor replicas ready"
+    if tls_problem is not None:
+        ready_all, reason, message = False, tls_problem.reason, tls_problem.message
     for track in tracks:
         track_pods = predictor_pods.of_track(pods, track.track)
         ok, why, msg = deployment_health(deps.get(track.deployment))
@@ -150,10 +223,11 @@ def build_status(
         if not ok and ready_all:
             ready_all, reason, message = False, why, f"{track.deployment}: {msg}"
     ready = condition("Ready", ready_all, reason, message, gen, previous, now)
+    conds += _tls_condition(svc, tls_problem, previous, now)
     canary = next((t for t in tracks if t.track == CANARY), None)
     return {
         "observedGeneration": gen,
-        "url": f"http://{svc.name}.{svc.namespace}.svc.{cluster_domain}",
+        "url": f"{tls.url_scheme(svc)}://{svc.name}.{svc.namespace}.svc.{cluster_domain}",
         "conditions": [ready, *conds],
         "modelVersions": " | ".join(policy_summary(t.version_policy) for t in tracks),
         "components": components,

@@ -24,7 +24,8 @@ def test_install_established_the_crd_and_rbac(cluster: Cluster, release: str) ->
     deployment = cluster.get("deployment", RELEASE, release)
     assert deployment is not None and deployment["status"].get("readyReplicas") == 1
     # The real authorizer grants exactly what the chart says: the operator's identity may
-    # patch InferenceServices but may not read Secrets or touch RBAC.
+    # patch InferenceServices and get a Secret by name (the TLS Secret's Table), but may not
+    # list or watch Secrets or touch RBAC.
     identity = f"--as=system:serviceaccount:{release}:{RELEASE}"
 
     def can(*args: str) -> str:
@@ -32,7 +33,9 @@ def test_install_established_the_crd_and_rbac(cluster: Cluster, release: str) ->
 
     assert can("patch", "inferenceservices.serving.modelfleet.dev", "-A") == "yes"
     assert can("patch", "deployments.apps", "-A") == "yes"
-    assert can("get", "secrets", "-A") == "no"
+    assert can("get", "secrets", "-A") == "yes"
+    assert can("list", "secrets", "-A") == "no"
+    assert can("watch", "secrets", "-A") == "no"
     assert can("create", "clusterroles.rbac.authorization.k8s.io") == "no"
     assert can("create", "pods/exec", "-A") == "no"
 

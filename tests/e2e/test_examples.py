@@ -38,6 +38,9 @@ def prerequisites(cluster: Cluster, example: Manifest, namespace: str) -> None:
         objects.append(_secret(ref["name"], AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="key"))
     if ref := (modelfleet.get("auth") or {}).get("secretRef"):
         objects.append(_secret(ref["name"], tokens="e2e-token\n"))
+    if tls := modelfleet.get("tls"):  # what a cert-manager Certificate writes
+        keys = {"tls.crt": "e2e-cert", "tls.key": "e2e-key", "ca.crt": "e2e-ca"}
+        objects.append({**_secret(tls["secretName"], **keys), "type": "kubernetes.io/tls"})
     for ref in predictor.get("imagePullSecrets") or []:
         config = '{"auths": {"registry.example.com": {"auth": "ZTJlOmUyZQ=="}}}'
         pull_secret = _secret(ref["name"], **{".dockerconfigjson": config})
@@ -121,7 +124,8 @@ def test_example_becomes_ready(cluster: Cluster, namespace: str, path: Path) -> 
         (owner,) = child["metadata"]["ownerReferences"]
         assert owner["uid"] == found["metadata"]["uid"] and owner["kind"] == "InferenceService"
         assert owner["controller"] is True and owner["blockOwnerDeletion"] is True
-    assert status["url"] == f"http://{name}.{namespace}.svc.cluster.local"
+    scheme = "https" if (example["spec"].get("modelfleet") or {}).get("tls") else "http"
+    assert status["url"] == f"{scheme}://{name}.{namespace}.svc.cluster.local"
 
     row = printed_columns(cluster.kubectl("get", "isvc", name, "-n", namespace).stdout)
     assert list(row)[:6] == ["NAME", "URL", "READY", "VERSIONS", "REPLICAS", "CANARY"], row

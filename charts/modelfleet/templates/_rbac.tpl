@@ -42,6 +42,12 @@ Roles (templates/rbac.yaml).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# The TLS Secret an InferenceService names (spec.modelfleet.tls): get only, never list or
+# watch, and asked for as a Table (type and number of keys), so no Secret value ever reaches
+# the operator. Its status then says whether the Secret exists.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}
 {{- define "modelfleet.rbac.discoveryRules" -}}
 # kopf's discovery: which namespaces and custom resources exist (read-only).

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
-from modelfleet_operator.render import cache, delivery
+from modelfleet_operator.render import cache, delivery, tls
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import (
     AUTH_SECRET_DIR,
@@ -64,7 +64,7 @@ def deployment(svc: ParsedService, track: Track, config: OperatorConfig) -> dict
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
-        "template": _pod_template(svc, track, config),
+        "template": tls.secure_pod_template(svc, _pod_template(svc, track, config)),
     }
     if svc.spec.autoscaler is None:
         spec = {"replicas": track.min_replicas, **spec}

@@ -10,12 +10,17 @@ from typing import Any
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.render import tls
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import GRPC_PORT
 from modelfleet_operator.spec import ParsedService
 
 
 def _service(svc: ParsedService, name: str, track: str | None) -> dict[str, Any]:
+    return tls.secure_service(svc, _plain_service(svc, name, track))
+
+
+def _plain_service(svc: ParsedService, name: str, track: str | None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -43,7 +48,7 @@ def _service(svc: ParsedService, name: str, track: str | None) -> dict[str, Any]
 
 def service(svc: ParsedService) -> dict[str, Any]:
     """``<name>``: port 80 to the pods' 8080 (HTTP) and 8081 to their 8081 (gRPC), over both
-    tracks (traffic split by pod counts)."""
+    tracks (traffic split by pod counts); with TLS, 443 and 8081 (``tls.secure_service``)."""
     return _service(svc, svc.name, None)
 
 
@@ -65,7 +70,8 @@ def http_route(
     parent: dict[str, Any] = {"name": config.gateway_name}
     if config.gateway_namespace:
         parent["namespace"] = config.gateway_namespace
-    backends = [{"name": t.deployment, "port": 80, "weight": t.percent} for t in tracks]
+    port = tls.service_http_port(svc)
+    backends = [{"name": t.deployment, "port": port, "weight": t.percent} for t in tracks]
     return [
         {
             "apiVersion": "gateway.networking.k8s.io/v1",

@@ -1,5 +1,6 @@
 """The operator's RBAC is exactly the allow-list of RELIABILITY.md "Least-privilege RBAC" (O13):
-no wildcards, no Secrets, no pods/exec, no RBAC or CRD writes; a ClusterRole when cluster-wide,
+no wildcards, Secrets by name only (get: the TLS Secret's type and key count, never listed or
+watched), no pods/exec, no RBAC or CRD writes; a ClusterRole when cluster-wide,
 a Role per watched namespace otherwise; every binding points at what the chart renders.
 """
 
@@ -21,13 +22,14 @@ WORK: dict[tuple[str, str], frozenset[str]] = {
     ("serving.modelfleet.dev", "inferenceservices/status"): frozenset({"patch"}),
     ("serving.modelfleet.dev", "inferenceservices/finalizers"): frozenset({"update"}),
     ("", "events"): frozenset({"create"}),
+    ("", "secrets"): frozenset({"get"}),
 }
 DISCOVERY: dict[tuple[str, str], frozenset[str]] = {
     ("", "namespaces"): frozenset({"list", "watch"}),
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"}),
 }
 PEERING = frozenset({"get", "list", "watch", "patch"})
-FORBIDDEN_RESOURCES = {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token"}
+FORBIDDEN_RESOURCES = {"pods/exec", "pods/attach", "serviceaccounts/token"}
 
 Grants = dict[tuple[str, str], frozenset[str]]
 
@@ -62,6 +64,8 @@ def test_no_wildcards_secrets_exec_or_rbac_writes(rendered: Rendered) -> None:
         for (group, resource), verbs in grants(role).items():
             assert "*" not in (group, resource) and "*" not in verbs
             assert resource not in FORBIDDEN_RESOURCES
+            if resource == "secrets":  # by name only: a list or watch would return values
+                assert verbs == {"get"}
             assert group != "rbac.authorization.k8s.io"
             if resource == "customresourcedefinitions":
                 assert verbs <= {"list", "watch", "get"}

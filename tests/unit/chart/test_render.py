@@ -70,7 +70,9 @@ def test_monitoring_objects_are_well_formed(rendered: Rendered) -> None:
     for obj in rendered.of_kind("ServiceMonitor", "PodMonitor"):
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
         endpoints = obj["spec"].get("endpoints") or obj["spec"].get("podMetricsEndpoints")
-        assert endpoints and all(e["port"] == "http" for e in endpoints)
+        assert endpoints and all(e["port"] in ("http", "https") for e in endpoints)
+        for endpoint in endpoints:  # https: pods of an InferenceService with TLS
+            assert (endpoint.get("scheme") == "https") == (endpoint["port"] == "https")
         assert obj["spec"]["selector"]["matchLabels"]
 
 

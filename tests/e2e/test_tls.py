@@ -1,0 +1,204 @@
+"""TLS (spec.modelfleet.tls) on the real control plane: the Deployment, Service and status the
+operator makes for it, a missing or unfit Secret reported in status while everything else
+keeps reconciling and the pods that serve are left alone, and the Secret created later picked
+up without touching the InferenceService. Pods run under kwok (no containers), so this checks
+manifests and status; the TLS traffic itself is the runtime's tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Operator, isvc, wait_ready
+from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+CANARY = f"tls-canary-{uuid.uuid4().hex}"
+RESYNC = 60
+"""The chart's default ``resync_seconds``: a Secret is read again at least this often."""
+
+
+def tls_secret(name: str, secret_type: str = "kubernetes.io/tls", **data: str) -> Manifest:
+    """A Secret whose values hold ``CANARY`` (the API server checks that a kubernetes.io/tls
+    Secret has tls.crt and tls.key, not that they are PEM)."""
+    if not data:
+        data = {"tls.crt": f"cert {CANARY}", "tls.key": f"key {CANARY}"}
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": secret_type,
+        "data": encoded,
+    }
+
+
+def with_tls(body: Manifest, secret: str, client_auth: str = "None") -> Manifest:
+    body["spec"]["modelfleet"] = {"tls": {"secretName": secret, "clientAuth": client_auth}}
+    return body
+
+
+def condition(cluster: Cluster, namespace: str, name: str, ctype: str) -> dict[str, Any]:
+    found = cluster.get("inferenceservice", name, namespace) or {}
+    for cond in found.get("status", {}).get("conditions") or []:
+        if cond["type"] == ctype:
+            return dict(cond)
+    return {}
+
+
+def wait_reason(cluster: Cluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        found = condition(cluster, namespace, name, "Ready")
+        return found if found.get("reason") == reason else None
+
+    return wait_for(ready, 60, f"Ready reason {reason} on {name}")
+
+
+def secret_requests(audit: AuditLog, namespace: str) -> list[tuple[str, str]]:
+    """(verb, URI) of every request of the operator on Secrets in ``namespace``."""
+    return [
+        (e.verb, e.uri)
+        for e in audit.events()
+        if e.user == OPERATOR_USER and e.resource == "secrets" and e.namespace == namespace
+    ]
+
+
+def test_tls_deployment_service_and_status(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    audit = cluster.audit()
+    cluster.apply(tls_secret("iris-cert"), namespace=namespace)
+    cluster.apply(with_tls(isvc("iris"), "iris-cert"), namespace=namespace)
+    found = wait_ready(cluster, namespace, "iris")
+    assert found["status"]["url"] == f"https://iris.{namespace}.svc.cluster.local"
+    secret = condition(cluster, namespace, "iris", "TLSSecretReady")
+    assert (secret["status"], secret["reason"]) == ("True", "SecretFound")
+
+    deployment = cluster.get("deployment", "iris-predictor", namespace)
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "iris-cert", "defaultMode": 0o440}} in pod[
+        "volumes"
+    ]
+    (container,) = pod["containers"]
+    assert {"name": "tls", "mountPath": "/etc/modelfleet/tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELFLEET_TLS_CERT_FILE"] == "/etc/modelfleet/tls/tls.crt"
+    assert env["MODELFLEET_TLS_KEY_FILE"] == "/etc/modelfleet/tls/tls.key"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+        assert container[probe]["httpGet"]["port"] == "https", probe
+    assert [p["name"] for p in container["ports"]] == ["https", "grpcs"]
+
+    service = cluster.get("service", "iris", namespace)
+    assert service is not None
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"https", "grpcs"}
+    assert (ports["https"]["port"], ports["https"]["targetPort"]) == (443, "https")
+    assert {p["appProtocol"] for p in ports.values()} == {"https"}
+    # The Service reaches the pods kwok runs, through the TLS port names.
+    # The EndpointSlice controller resolves the Service's targetPort names on the pods.
+    wait_for(
+        lambda: any(
+            s.get("endpoints")
+            for s in cluster.list("endpointslices", namespace, "kubernetes.io/service-name=iris")
+        ),
+        30,
+        "endpoints of the TLS Service",
+    )
+    slices = cluster.list("endpointslices", namespace, "kubernetes.io/service-name=iris")
+    assert {p["name"] for s in slices for p in s.get("ports") or []} == {"https", "grpcs"}
+
+    # Secrets by name only, asked for as a Table: no value reached the operator.
+    requests = secret_requests(audit, namespace)
+    assert requests, "the operator never checked the Secret"
+    assert all(verb == "get" and "includeObject=None" in uri for verb, uri in requests), requests
+    assert all(uri.split("?")[0].endswith("/secrets/iris-cert") for _, uri in requests)
+    assert CANARY not in operator.output()
+    row = cluster.kubectl("get", "isvc", "iris", "-n", namespace).stdout
+    assert f"https://iris.{namespace}.svc.cluster.local" in row
+
+
+def test_missing_secret_is_reported_and_a_later_secret_converges(
+    cluster: Cluster, namespace: str
+) -> None:
+    """No Deployment or Service while the Secret is missing (a pod could not start), the
+    autoscaler and the PDB reconciled anyway; the Secret created later is found by the resync
+    without any change to the InferenceService."""
+    body = with_tls(isvc("iris", minReplicas=1, maxReplicas=3), "iris-cert", "Require")
+    cluster.apply(body, namespace=namespace)
+    ready = wait_reason(cluster, namespace, "iris", "TLSSecretNotFound")
+    assert ready["status"] == "False"
+    assert "Secret 'iris-cert' (spec.modelfleet.tls.secretName) does not exist" in ready["message"]
+    assert f"in namespace {namespace!r}" in ready["message"]
+    secret = condition(cluster, namespace, "iris", "TLSSecretReady")
+    assert (secret["status"], secret["reason"]) == ("False", "TLSSecretNotFound")
+    found = cluster.get("inferenceservice", "iris", namespace)
+    assert found is not None
+    assert found["status"]["url"] == f"https://iris.{namespace}.svc.cluster.local"
+    assert cluster.get("hpa", "iris-predictor", namespace) is not None
+    assert cluster.get("pdb", "iris-predictor", namespace) is not None
+    assert cluster.get("deployment", "iris-predictor", namespace) is None
+    assert cluster.get("service", "iris", namespace) is None
+
+    # clientAuth Require: the CA must be there too. A kubernetes.io/tls Secret with three keys.
+    cluster.apply(
+        tls_secret("iris-cert", **{"tls.crt": "c", "tls.key": "k", "ca.crt": "ca"}),
+        namespace=namespace,
+    )
+    found = wait_ready(cluster, namespace, "iris", timeout=RESYNC + 60)
+    assert condition(cluster, namespace, "iris", "TLSSecretReady")["status"] == "True"
+    deployment = cluster.get("deployment", "iris-predictor", namespace)
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELFLEET_TLS_CLIENT_CA_FILE"] == "/etc/modelfleet/tls/ca.crt"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["tcpSocket"] == {"port": "https"}, probe
+        assert "httpGet" not in container[probe], probe
+    assert found["metadata"]["generation"] == 1  # the InferenceService was not touched
+
+
+def test_switch_to_an_unfit_secret_leaves_serving_pods_alone(
+    cluster: Cluster, namespace: str
+) -> None:
+    """A serving InferenceService switched to TLS with an Opaque Secret: its Deployment and
+    Service stay as they are (generation, ports), the HPA takes the spec's new maxReplicas."""
+    cluster.apply(isvc("iris", minReplicas=1, maxReplicas=3), namespace=namespace)
+    wait_ready(cluster, namespace, "iris")
+    before = cluster.get("deployment", "iris-predictor", namespace)
+    service = cluster.get("service", "iris", namespace)
+    assert before is not None and service is not None
+    cluster.apply(
+        tls_secret("iris-cert", "Opaque", **{"tls.crt": "c", "tls.key": "k"}), namespace=namespace
+    )
+    patch = {
+        "spec": {
+            "predictor": {"maxReplicas": 5},
+            "modelfleet": {"tls": {"secretName": "iris-cert"}},
+        }
+    }
+    cluster.kubectl(
+        "patch", "isvc", "iris", "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    ready = wait_reason(cluster, namespace, "iris", "TLSSecretInvalid")
+    assert "has type 'Opaque'" in ready["message"] and "kubernetes.io/tls" in ready["message"]
+    wait_for(
+        lambda: (cluster.get("hpa", "iris-predictor", namespace) or {})["spec"]["maxReplicas"] == 5,
+        30,
+        "HPA maxReplicas 5",
+    )
+    after = cluster.get("deployment", "iris-predictor", namespace)
+    assert after is not None
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+    still = cluster.get("service", "iris", namespace)
+    assert still is not None and still["spec"]["ports"] == service["spec"]["ports"]
+    predictor = condition(cluster, namespace, "iris", "PredictorReady")
+    assert predictor["status"] == "True"  # the old pods still serve, and status says so
