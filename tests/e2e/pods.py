@@ -55,14 +55,19 @@ class LocalPod:
     container: Manifest
 
     def probe_url(self, probe: str) -> str:
-        """The URL of the container's ``readinessProbe``/``livenessProbe``/... httpGet."""
+        """The URL of the container's ``readinessProbe``/``livenessProbe``/... httpGet (its
+        ``scheme``, HTTP by default)."""
         get = self.container[probe]["httpGet"]
-        port = get["port"]
-        container_port = self.named_ports[port] if isinstance(port, str) else int(port)
-        return f"http://127.0.0.1:{self.ports[container_port]}{get['path']}"
+        scheme = str(get.get("scheme", "HTTP")).lower()
+        return f"{scheme}://127.0.0.1:{self.local_port(get['port'])}{get['path']}"
 
-    def url(self, port_name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[self.named_ports[port_name]]}"
+    def local_port(self, port: str | int) -> int:
+        """The loopback port standing in for a container port (by name or number)."""
+        container_port = self.named_ports[port] if isinstance(port, str) else int(port)
+        return self.ports[container_port]
+
+    def url(self, port_name: str, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.local_port(port_name)}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

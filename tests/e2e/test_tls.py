@@ -1,25 +1,38 @@
 """TLS (spec.modelfleet.tls) on the real control plane: the Deployment, Service and status the
 operator makes for it, a missing or unfit Secret reported in status while everything else
 keeps reconciling and the pods that serve are left alone, and the Secret created later picked
-up without touching the InferenceService. Pods run under kwok (no containers), so this checks
-manifests and status; the TLS traffic itself is the runtime's tests."""
+up without touching the InferenceService. Pods run under kwok (no containers), so most of this
+checks manifests and status; the last test runs the rendered container here (tests/e2e/pods.py)
+with the Secret's files, and calls it over HTTPS on the ports and paths its probes name."""
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import Operator, isvc, wait_ready
+from modelfleet_runtime.config import Settings
+from tests.e2e.conftest import REPO, Operator, isvc, wait_ready
 from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
+from tests.e2e.pods import start_container
+from tests.helpers.tls import make_tls
+from tests.helpers.waiting import http_status
 
 pytestmark = pytest.mark.timeout(300)
 CANARY = f"tls-canary-{uuid.uuid4().hex}"
 RESYNC = 60
 """The chart's default ``resync_seconds``: a Secret is read again at least this often."""
+IRIS = REPO / "runtime" / "modelfleet_runtime" / "examples" / "iris.onnx"
+REQUEST = {
+    "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
+}
 
 
 def tls_secret(name: str, secret_type: str = "kubernetes.io/tls", **data: str) -> Manifest:
@@ -202,3 +215,65 @@ def test_switch_to_an_unfit_secret_leaves_serving_pods_alone(
     assert still is not None and still["spec"]["ports"] == service["spec"]["ports"]
     predictor = condition(cluster, namespace, "iris", "PredictorReady")
     assert predictor["status"] == "True"  # the old pods still serve, and status says so
+
+
+@pytest.mark.skipif(
+    "tls_cert_file" not in Settings.model_fields,
+    reason="the runtime's TLS settings (issue 12, branch i-tls) are not merged yet",
+)
+@pytest.mark.parametrize("client_auth", ["None", "Require"])
+def test_rendered_container_serves_https(
+    cluster: Cluster, namespace: str, tmp_path: Path, client_auth: str
+) -> None:
+    """The operator's env, mount and probes against the real runtime: the container the API
+    server holds, started here with the Secret's files, answers its probes and a predict call
+    over HTTPS; with Require, its probe's port accepts connections and a client without a
+    certificate is refused."""
+    pki = make_tls(tmp_path / "pki")
+    files = {"tls.crt": pki.cert, "tls.key": pki.key, "ca.crt": pki.ca}
+    secret = tls_secret("iris-cert", **{k: v.read_text() for k, v in files.items()})
+    body = isvc("iris", minReplicas=1)
+    body["spec"]["predictor"]["model"]["storageUri"] = f"file://{IRIS}"
+    cluster.apply(secret, with_tls(body, "iris-cert", client_auth), namespace=namespace)
+    wait_ready(cluster, namespace, "iris")
+    deployment = cluster.get("deployment", "iris-predictor", namespace)
+    assert deployment is not None
+    pod = start_container(cluster, deployment["spec"]["template"], namespace, tmp_path / "pod")
+    trust = ssl.create_default_context(cafile=str(pki.ca))
+    try:
+        if client_auth == "None":
+            ready = pod.probe_url("readinessProbe")
+            assert ready.startswith("https://") and ready.endswith("/v2/health/ready")
+            wait_for(
+                lambda: pod.process.poll() is not None or http_status(ready, verify=trust) == 200,
+                60,
+                "ready over HTTPS",
+            )
+            assert pod.process.poll() is None, pod.output()[-4000:]
+            for probe in ("livenessProbe", "startupProbe"):
+                assert http_status(pod.probe_url(probe), verify=trust) == 200, probe
+            response = httpx.post(
+                f"{pod.url('https', 'https')}/v2/models/iris/infer",
+                json=REQUEST,
+                verify=trust,
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["model_name"] == "iris"
+        else:
+            port = pod.local_port(pod.container["readinessProbe"]["tcpSocket"]["port"])
+
+            def accepts() -> bool:
+                assert pod.process.poll() is None, pod.output()[-4000:]
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except OSError:
+                    return False
+                return True
+
+            wait_for(accepts, 60, "the tcpSocket probe's port")
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"https://127.0.0.1:{port}/v2/health/live", verify=trust, timeout=5)
+            assert pod.process.poll() is None, pod.output()[-4000:]
+    finally:
+        pod.stop()
