@@ -11,6 +11,9 @@ helm, and the operator running as a local process under the chart's ServiceAccou
   audit log).
 * ``namespace``: a fresh namespace per test, labelled ``pod-security.kubernetes.io/enforce=
   restricted``, deleted afterwards.
+* ``s3`` (module): a loopback S3 server (moto) holding the bundled iris model as
+  ``s3://models/iris`` and ``s3://private-models/fraud``, for containers run here
+  (``pods.py``); yields its endpoint URL.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from tests.e2e.kube import AuditLog, Cluster, Manifest, wait_for
 from tests.e2e.pods import LocalPod, start_container
+from tests.helpers.aws import s3_client
 from tests.helpers.waiting import http_status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +40,7 @@ CHART = REPO / "charts" / "modelfleet"
 SYSTEM_NAMESPACE = "modelfleet-system"
 RELEASE = "modelfleet"
 SERVICE_ACCOUNT = "modelfleet"
+IRIS = REPO / "runtime" / "modelfleet_runtime" / "examples" / "iris.onnx"
 RESTRICTED = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
 }
@@ -226,3 +232,17 @@ def wait_ready(cluster: Cluster, namespace: str, name: str, timeout: int = 90) -
     found = cluster.get("inferenceservice", name, namespace)
     assert found is not None
     return found
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = s3_client(endpoint)
+    for bucket, prefix in (("models", "iris"), ("private-models", "fraud")):
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=f"{prefix}/1/model.onnx", Body=IRIS.read_bytes())
+    yield endpoint
+    server.stop()

@@ -11,41 +11,24 @@ the predict call the README shows.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
 from tests.e2e.conftest import REPO, wait_ready
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.pods import start_container
-from tests.helpers.aws import CREDENTIALS, s3_client
+from tests.helpers.aws import CREDENTIALS
 from tests.helpers.waiting import http_status
 
 pytestmark = pytest.mark.timeout(300)
-IRIS = REPO / "runtime" / "modelfleet_runtime" / "examples" / "iris.onnx"
 README_REQUEST = {
     "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
 }
 TOKEN = "e2e-secret-token"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = s3_client(endpoint)
-    for bucket, prefix in (("models", "iris"), ("private-models", "fraud")):
-        client.create_bucket(Bucket=bucket)
-        client.put_object(Bucket=bucket, Key=f"{prefix}/1/model.onnx", Body=IRIS.read_bytes())
-    yield endpoint
-    server.stop()
 
 
 def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:

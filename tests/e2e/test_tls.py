@@ -19,9 +19,10 @@ import httpx
 import pytest
 
 from modelfleet_runtime.config import Settings
-from tests.e2e.conftest import REPO, Operator, isvc, wait_ready
+from tests.e2e.conftest import Operator, isvc, wait_ready
 from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
 from tests.e2e.pods import start_container
+from tests.helpers.aws import CREDENTIALS
 from tests.helpers.tls import make_tls
 from tests.helpers.waiting import http_status
 
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.timeout(300)
 CANARY = f"tls-canary-{uuid.uuid4().hex}"
 RESYNC = 60
 """The chart's default ``resync_seconds``: a Secret is read again at least this often."""
-IRIS = REPO / "runtime" / "modelfleet_runtime" / "examples" / "iris.onnx"
 REQUEST = {
     "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
 }
@@ -223,7 +223,7 @@ def test_switch_to_an_unfit_secret_leaves_serving_pods_alone(
 )
 @pytest.mark.parametrize("client_auth", ["None", "Require"])
 def test_rendered_container_serves_https(
-    cluster: Cluster, namespace: str, tmp_path: Path, client_auth: str
+    cluster: Cluster, namespace: str, s3: str, tmp_path: Path, client_auth: str
 ) -> None:
     """The operator's env, mount and probes against the real runtime: the container the API
     server holds, started here with the Secret's files, answers its probes and a predict call
@@ -232,13 +232,14 @@ def test_rendered_container_serves_https(
     pki = make_tls(tmp_path / "pki")
     files = {"tls.crt": pki.cert, "tls.key": pki.key, "ca.crt": pki.ca}
     secret = tls_secret("iris-cert", **{k: v.read_text() for k, v in files.items()})
-    body = isvc("iris", minReplicas=1)
-    body["spec"]["predictor"]["model"]["storageUri"] = f"file://{IRIS}"
+    body = isvc("iris", minReplicas=1)  # s3://models/iris, on the loopback S3 server
     cluster.apply(secret, with_tls(body, "iris-cert", client_auth), namespace=namespace)
     wait_ready(cluster, namespace, "iris")
     deployment = cluster.get("deployment", "iris-predictor", namespace)
     assert deployment is not None
-    pod = start_container(cluster, deployment["spec"]["template"], namespace, tmp_path / "pod")
+    aws = {"AWS_ENDPOINT_URL": s3, **{k.upper(): v for k, v in CREDENTIALS.items()}}
+    template = deployment["spec"]["template"]
+    pod = start_container(cluster, template, namespace, tmp_path / "pod", extra_env=aws)
     trust = ssl.create_default_context(cafile=str(pki.ca))
     try:
         if client_auth == "None":
