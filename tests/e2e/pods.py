@@ -17,6 +17,8 @@ holds it and run it here, with everything a kubelet would give it except the ima
 
 ``addresses`` maps cluster DNS names to loopback endpoints (``s3.storage.svc:9000`` ->
 ``127.0.0.1:PORT``): it stands in for the cluster's DNS and Services, nothing more.
+``serve_and_predict`` starts a Deployment's runtime container, probes it and sends it the
+README's predict call.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -33,9 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.kube import Cluster, Manifest
+import httpx
+
+from tests.e2e.kube import Cluster, Manifest, wait_for
+from tests.helpers.waiting import http_status
 
 ENTRYPOINT = "modelfleet"
+README_REQUEST = {
+    "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
+}
 
 
 def free_port() -> int:
@@ -205,3 +214,44 @@ def start_container(
             cwd=root,
         )
     return LocalPod(process, ports, named, log, chosen)
+
+
+def serve_and_predict(
+    cluster: Cluster,
+    namespace: str,
+    isvc: str,
+    root: Path,
+    headers: dict[str, str] | None = None,
+    verify: ssl.SSLContext | bool = True,
+    **start: Any,
+) -> dict[str, Any]:
+    """Start the runtime container of ``<isvc>-predictor``, wait until its readiness probe
+    answers 200, check its other probes, and return the README's predict call's answer; over
+    HTTPS (trusting ``verify``) when its port is named ``https`` (``spec.modelfleet.tls``)."""
+    deployment = cluster.get("deployment", f"{isvc}-predictor", namespace)
+    assert deployment is not None
+    pod = start_container(cluster, deployment["spec"]["template"], namespace, root, **start)
+    scheme = "https" if "https" in pod.named_ports else "http"
+    try:
+        ready = pod.probe_url("readinessProbe")
+        assert ready.startswith(f"{scheme}://") and ready.endswith("/v2/health/ready")
+        wait_for(
+            lambda: pod.process.poll() is not None or http_status(ready, verify=verify) == 200,
+            60,
+            "ready",
+        )
+        assert pod.process.poll() is None, pod.output()[-4000:]
+        assert http_status(pod.probe_url("livenessProbe"), verify=verify) == 200
+        assert http_status(pod.probe_url("startupProbe"), verify=verify) == 200
+        response = httpx.post(
+            f"{pod.url(scheme, scheme)}/v2/models/{isvc}/infer",
+            json=README_REQUEST,
+            headers=headers,
+            verify=verify,
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+    finally:
+        pod.stop()

@@ -14,20 +14,15 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.e2e.conftest import REPO, wait_ready
-from tests.e2e.kube import Cluster, wait_for
-from tests.e2e.pods import start_container
+from tests.e2e.kube import Cluster
+from tests.e2e.pods import serve_and_predict
 from tests.helpers.aws import CREDENTIALS
-from tests.helpers.waiting import http_status
 
 pytestmark = pytest.mark.timeout(300)
-README_REQUEST = {
-    "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
-}
 TOKEN = "e2e-secret-token"
 
 
@@ -46,37 +41,6 @@ def _example(name: str, namespace: str) -> dict[str, Any]:
     return example
 
 
-def _serve_and_predict(
-    cluster: Cluster,
-    namespace: str,
-    isvc: str,
-    root: Path,
-    headers: dict[str, str] | None = None,
-    **start: Any,
-) -> dict[str, Any]:
-    deployment = cluster.get("deployment", f"{isvc}-predictor", namespace)
-    assert deployment is not None
-    pod = start_container(cluster, deployment["spec"]["template"], namespace, root, **start)
-    try:
-        ready = pod.probe_url("readinessProbe")
-        assert ready.endswith("/v2/health/ready")
-        wait_for(lambda: pod.process.poll() is not None or http_status(ready) == 200, 60, "ready")
-        assert pod.process.poll() is None, pod.output()[-4000:]
-        assert http_status(pod.probe_url("livenessProbe")) == 200
-        assert http_status(pod.probe_url("startupProbe")) == 200
-        response = httpx.post(
-            f"{pod.url('http')}/v2/models/{isvc}/infer",
-            json=README_REQUEST,
-            headers=headers,
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-    finally:
-        pod.stop()
-
-
 def test_plain_example_serves_the_readme_call(
     cluster: Cluster, namespace: str, s3: str, tmp_path: Path
 ) -> None:
@@ -86,7 +50,7 @@ def test_plain_example_serves_the_readme_call(
     cluster.apply(_example("plain.yaml", namespace))
     wait_ready(cluster, namespace, "iris")
     aws = {"AWS_ENDPOINT_URL": s3, **{k.upper(): v for k, v in CREDENTIALS.items()}}
-    body = _serve_and_predict(cluster, namespace, "iris", tmp_path, extra_env=aws)
+    body = serve_and_predict(cluster, namespace, "iris", tmp_path, extra_env=aws)
     assert body["model_name"] == "iris" and body["model_version"] == "1"
     (output,) = [o for o in body["outputs"] if o["datatype"] == "INT64"]
     assert output["data"] == [0]  # setosa
@@ -108,7 +72,7 @@ def test_private_bucket_example_with_secrets(
     )
     wait_ready(cluster, namespace, "fraud")
     endpoint = example["spec"]["modelfleet"]["storage"]["endpoint"]
-    body = _serve_and_predict(
+    body = serve_and_predict(
         cluster,
         namespace,
         "fraud",

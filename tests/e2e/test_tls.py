@@ -21,18 +21,14 @@ import pytest
 from modelfleet_runtime.config import Settings
 from tests.e2e.conftest import Operator, isvc, wait_ready
 from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
-from tests.e2e.pods import start_container
+from tests.e2e.pods import serve_and_predict, start_container
 from tests.helpers.aws import CREDENTIALS
 from tests.helpers.tls import make_tls
-from tests.helpers.waiting import http_status
 
 pytestmark = pytest.mark.timeout(300)
 CANARY = f"tls-canary-{uuid.uuid4().hex}"
 RESYNC = 60
 """The chart's default ``resync_seconds``: a Secret is read again at least this often."""
-REQUEST = {
-    "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
-}
 
 
 def tls_secret(name: str, secret_type: str = "kubernetes.io/tls", **data: str) -> Manifest:
@@ -235,46 +231,32 @@ def test_rendered_container_serves_https(
     body = isvc("iris", minReplicas=1)  # s3://models/iris, on the loopback S3 server
     cluster.apply(secret, with_tls(body, "iris-cert", client_auth), namespace=namespace)
     wait_ready(cluster, namespace, "iris")
+    aws = {"AWS_ENDPOINT_URL": s3, **{k.upper(): v for k, v in CREDENTIALS.items()}}
+    trust = ssl.create_default_context(cafile=str(pki.ca))
+    if client_auth == "None":
+        answer = serve_and_predict(
+            cluster, namespace, "iris", tmp_path / "pod", verify=trust, extra_env=aws
+        )
+        assert answer["model_name"] == "iris"
+        return
     deployment = cluster.get("deployment", "iris-predictor", namespace)
     assert deployment is not None
-    aws = {"AWS_ENDPOINT_URL": s3, **{k.upper(): v for k, v in CREDENTIALS.items()}}
     template = deployment["spec"]["template"]
     pod = start_container(cluster, template, namespace, tmp_path / "pod", extra_env=aws)
-    trust = ssl.create_default_context(cafile=str(pki.ca))
     try:
-        if client_auth == "None":
-            ready = pod.probe_url("readinessProbe")
-            assert ready.startswith("https://") and ready.endswith("/v2/health/ready")
-            wait_for(
-                lambda: pod.process.poll() is not None or http_status(ready, verify=trust) == 200,
-                60,
-                "ready over HTTPS",
-            )
-            assert pod.process.poll() is None, pod.output()[-4000:]
-            for probe in ("livenessProbe", "startupProbe"):
-                assert http_status(pod.probe_url(probe), verify=trust) == 200, probe
-            response = httpx.post(
-                f"{pod.url('https', 'https')}/v2/models/iris/infer",
-                json=REQUEST,
-                verify=trust,
-                timeout=10,
-            )
-            assert response.status_code == 200, response.text
-            assert response.json()["model_name"] == "iris"
-        else:
-            port = pod.local_port(pod.container["readinessProbe"]["tcpSocket"]["port"])
+        port = pod.local_port(pod.container["readinessProbe"]["tcpSocket"]["port"])
 
-            def accepts() -> bool:
-                assert pod.process.poll() is None, pod.output()[-4000:]
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                except OSError:
-                    return False
-                return True
-
-            wait_for(accepts, 60, "the tcpSocket probe's port")
-            with pytest.raises(httpx.TransportError):
-                httpx.get(f"https://127.0.0.1:{port}/v2/health/live", verify=trust, timeout=5)
+        def accepts() -> bool:
             assert pod.process.poll() is None, pod.output()[-4000:]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(accepts, 60, "the tcpSocket probe's port")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"https://127.0.0.1:{port}/v2/health/live", verify=trust, timeout=5)
+        assert pod.process.poll() is None, pod.output()[-4000:]
     finally:
         pod.stop()
