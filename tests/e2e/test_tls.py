@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from modelfleet_runtime.config import Settings
 from tests.e2e.conftest import Operator, isvc, wait_ready
 from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
 from tests.e2e.pods import serve_and_predict, start_container
@@ -213,10 +212,6 @@ def test_switch_to_an_unfit_secret_leaves_serving_pods_alone(
     assert predictor["status"] == "True"  # the old pods still serve, and status says so
 
 
-@pytest.mark.skipif(
-    "tls_cert_file" not in Settings.model_fields,
-    reason="the runtime's TLS settings (issue 12, branch i-tls) are not merged yet",
-)
 @pytest.mark.parametrize("client_auth", ["None", "Require"])
 def test_rendered_container_serves_https(
     cluster: Cluster, namespace: str, s3: str, tmp_path: Path, client_auth: str

@@ -98,13 +98,18 @@ def test_user_env_may_not_set_the_tls_files(name: str) -> None:
         parse(body)
 
 
-@pytest.mark.skipif(
-    "tls_cert_file" not in Settings.model_fields,
-    reason="the runtime's TLS settings (issue 12, branch i-tls) are not merged yet",
-)
-def test_env_names_are_the_runtime_settings() -> None:
+def test_env_names_are_the_runtime_settings(
+    config: OperatorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for field in SETTINGS:
         assert env_name(field) == f"MODELFLEET_{field.upper()}"
+    env = _container(_objects(_svc("Require"), config))["env"]
+    for item in env:
+        monkeypatch.setenv(item["name"], item["value"])
+    settings = Settings()
+    assert str(settings.tls_cert_file) == "/etc/modelfleet/tls/tls.crt"
+    assert str(settings.tls_key_file) == "/etc/modelfleet/tls/tls.key"
+    assert str(settings.tls_client_ca_file) == "/etc/modelfleet/tls/ca.crt"
 
 
 # --- render ---------------------------------------------------------------------------------
