@@ -59,16 +59,33 @@ ENV = {
     "AWS_ACCESS_KEY_ID": "tts-key",
     "AWS_SECRET_ACCESS_KEY": "tts-secret",
     "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+STORAGE_INITIALIZER = "kserve-storage==0.21.*"
+"""The pin of KServe's storage initializer: the same release as the ModelServer."""
 KSERVE_ENV = {"AWS_ENDPOINT_URL": S3, "S3_ENDPOINT": "127.0.0.1:8333", "S3_USE_HTTPS": "0"}
 
 
 def kserve_python() -> Path:
+    """KServe's ModelServer venv, the one the client tests use (``scripts/peers kserve``)."""
     sys.path.insert(0, str(REPO))
     from tests.helpers import peers
 
     return peers.python("kserve")
+
+
+def storage_initializer_python() -> Path:
+    """A venv with KServe's storage initializer (``kserve-storage``, its own image in KServe
+    0.21), made once under bench/.work/venvs/ as ``bench/run.sh`` makes the others."""
+    venv = HERE / ".work" / "venvs" / "kserve-storage"
+    if not (venv / ".installed").is_file():
+        print(f"creating {venv}", flush=True)  # noqa: T201
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, STORAGE_INITIALIZER], check=True)
+        (venv / ".installed").touch()
+    return venv / "bin" / "python"
 
 
 @contextlib.contextmanager
@@ -174,7 +191,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_ours(shape: tts_models.Shape, work: Path, *flags: str) -> dict[str, float]:
+def baseline_runtime(rev: str, work: Path) -> Path:
+    """The runtime package of commit ``rev`` (``git archive``), for ``--baseline``: run with
+    PYTHONPATH at it, the same venv serves that commit's code."""
+    folder = work / f"baseline-{rev}"
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "runtime"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "runtime"
+
+
+def run_ours(
+    shape: tts_models.Shape, work: Path, *flags: str, env: dict[str, str] | None = None
+) -> dict[str, float]:
     port = _free_port()
     command = [
         str(VENV / "modelfleet"), "serve", "--model-uri", f"s3://{BUCKET}/{shape.label}",
@@ -184,7 +215,7 @@ def run_ours(shape: tts_models.Shape, work: Path, *flags: str) -> dict[str, floa
     ]  # fmt: skip
     log = work / "ours.log"
     started = time.monotonic()
-    process = _spawn(command, log, {})
+    process = _spawn(command, log, env or {})
     try:
         seconds = first_200(process, port, tts_models.infer_body(shape), log) - started
         result = {"total": seconds, "cpu": cpu_seconds(process.pid), **_phases(port)}
@@ -232,8 +263,8 @@ def run_kserve(shape: tts_models.Shape, work: Path) -> dict[str, float]:
     python = str(kserve_python())
     dest, port, log = work / "kserve-model", _free_port(), work / "kserve.log"
     started = time.monotonic()
-    download = [python, str(HERE / "servers/kserve_download.py"), f"s3://{BUCKET}/{shape.label}/1",
-                str(dest)]  # fmt: skip
+    download = [str(storage_initializer_python()), str(HERE / "servers/kserve_download.py"),
+                f"s3://{BUCKET}/{shape.label}/1", str(dest)]  # fmt: skip
     before = os.times()
     subprocess.run(download, check=True, env={**os.environ, **ENV, **KSERVE_ENV},
                    stdout=subprocess.DEVNULL, stderr=log.open("ab"))  # fmt: skip
@@ -278,7 +309,7 @@ def run_ours_cached(shape: tts_models.Shape, work: Path) -> dict[str, float]:
 
 
 def measure(
-    shapes: list[tts_models.Shape], sides: list[str], reps: int, work: Path
+    shapes: list[tts_models.Shape], sides: list[str], reps: int, work: Path, baseline: str | None
 ) -> dict[tuple[str, str], list[dict[str, float]]]:
     runners = {
         "ours": lambda s: run_ours(s, work),
@@ -286,6 +317,9 @@ def measure(
         "kserve": lambda s: run_kserve(s, work),
         "ours, cache": lambda s: run_ours_cached(s, work),
     }
+    if baseline is not None:
+        old = {"PYTHONPATH": str(baseline_runtime(baseline, work))}
+        runners[f"ours@{baseline}"] = lambda s: run_ours(s, work, env=old)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(reps):
         for shape in shapes:
@@ -328,12 +362,14 @@ def table(
 
 
 def phases(
-    shapes: list[tts_models.Shape], results: dict[tuple[str, str], list[dict[str, float]]]
+    shapes: list[tts_models.Shape],
+    sides: list[str],
+    results: dict[tuple[str, str], list[dict[str, float]]],
 ) -> str:
     """Medians of each side's phases: ours from its metrics, the others from their stamps."""
     lines = ["| model | side | phases, median s |", "|---|---|---|"]
     for shape in shapes:
-        for side in ("ours", "limit", "kserve", "ours, cache"):
+        for side in sides:
             runs = results.get((shape.label, side))
             if not runs:
                 continue
@@ -366,6 +402,7 @@ def main() -> int:
     parser.add_argument("--no-kserve", action="store_true", help="leave KServe's path out")
     parser.add_argument("--cache-row", action="store_true", help="add ours from a warm cache")
     parser.add_argument("--write", action="store_true", help="write the tables to RESULTS.md")
+    parser.add_argument("--baseline", metavar="REV", help="add ours at commit REV (before/after)")
     args = parser.parse_args()
     shapes = [tts_models.SHAPES[s] for s in args.sizes]
     sides = ["ours", "limit"] + ([] if args.no_kserve else ["kserve"])
@@ -374,18 +411,20 @@ def main() -> int:
             print("--cache-row: this runtime has no --cache-dir setting yet", file=sys.stderr)  # noqa: T201
             return 2
         sides.append("ours, cache")
+    if args.baseline:
+        sides.append(f"ours@{args.baseline}")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="tts-") as tmp, seaweed(Path(tmp)):
         push_models(shapes)
-        results = measure(shapes, sides, args.reps, Path(tmp))
+        results = measure(shapes, sides, args.reps, Path(tmp), args.baseline)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = (
         f"{when}, commit {commit}, {args.reps} interleaved repeats, median (min-max), seconds "
         f"from process start to the first 200 (the limit: to its session created); "
         f"`nproc` {os.cpu_count()}, shared with other jobs.\n\n"
-        f"{table(shapes, sides, results)}\n\n{phases(shapes, results)}"
+        f"{table(shapes, sides, results)}\n\n{phases(shapes, sides, results)}"
     )
     print(text)  # noqa: T201
     if args.write:

@@ -76,12 +76,12 @@ class Prefetch:
             self._listing.set_exception(exc)
             return
         wanted = sorted(select_versions(listing, self._settings) & listing.keys(), reverse=True)
+        futures: list[tuple[int, Future[Fetched]]] = [(number, Future()) for number in wanted]
         with self._lock:  # every fetch is known before anyone can see the listing
-            for number in wanted:
-                self._fetches[number, listing[number].fingerprint] = Future()
+            for number, future in futures:
+                self._fetches[number, listing[number].fingerprint] = future
         self._listing.set_result(listing)
-        for number in wanted:  # newest first, one at a time, as the repository loads them
-            future = self._fetches[number, listing[number].fingerprint]
+        for number, future in futures:  # newest first, one at a time, as the repository loads
             if not future.set_running_or_notify_cancel():
                 continue
             phases = StartPhases()
