@@ -156,8 +156,9 @@ class StoreSource:
         cache: ModelCache,
         phases: StartPhases,
     ) -> Path:
-        """The version's model.onnx in the cache, downloaded into it only when absent (the
-        time the cache spends beyond a download, checking a hit, counts as verify)."""
+        """The version's model.onnx in the cache, downloaded into it only when absent. The
+        time the cache spends beyond this process's own download counts as verify: checking a
+        hit, and also waiting while another process downloads the version for everyone."""
         started = time.perf_counter()
         key = await self._cache_key(version, files, cache)
         filled = StartPhases()
