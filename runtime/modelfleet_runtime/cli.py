@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from modelfleet_runtime import __version__, logs
 from modelfleet_runtime.config import Settings, from_command_line
+from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.prefetch import Prefetch
 
 USAGE = """usage: modelfleet COMMAND [OPTIONS]
 
@@ -43,12 +45,14 @@ def serve_command(argv: list[str]) -> int:
         sys.stderr.write(f"modelfleet serve: invalid settings:\n{exc}\n")
         return 2
     logs.configure(settings.log_level, settings.log_format, settings.model_name)
+    # The download starts while the server's imports run.
+    prefetch = Prefetch(settings, Metrics()).start()
     from modelfleet_runtime.server import serve
     from modelfleet_runtime.storage import StorageError
     from modelfleet_runtime.tls import TlsError
 
     try:
-        return serve(settings)
+        return serve(settings, prefetch)
     except StorageError as exc:  # a refused or malformed model URI: say so, no traceback
         sys.stderr.write(f"modelfleet serve: {exc.reason}: {exc}\n")
         return 2

@@ -2,16 +2,22 @@
 
 ``fastpath.py`` and ``grpc_api.py`` record inference requests (``observe_request``); the data
 plane counts requests it sheds (``shed``); the model repository records loads, warm starts and
-the versions its policy wants but has not loaded; the model cache (``storage/cache.py``) records
-its lookups; the batcher records batch sizes and queue times. The chart's alert rules
+the versions its policy wants but has not loaded, and how long each phase of a version's start
+took (``record_start``); the model cache (``storage/cache.py``) records its lookups; the
+batcher records batch sizes and queue times. The chart's alert rules
 (``templates/prometheusrule.yaml``) and dashboard query these names. Label values are model
-names, version numbers, protocol names and status codes: never anything from a URI or a
+names, version numbers, protocol names, phases and status codes: never anything from a URI or a
 credential.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from modelfleet_runtime.startup import PHASES
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
@@ -109,7 +115,26 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.start_phase = Gauge(
+            "modelfleet_model_start_phase_seconds",
+            "How long each phase of a version's last start took: download (and unpack), "
+            "verify (digests not computed during the download), load (session creation), "
+            "warmup.",
+            ["model", "version", "phase"],
+            registry=r,
+        )
         self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def record_start(self, model: str, version: int, seconds: Mapping[str, float]) -> None:
+        """Set the phase times of ``version``'s last start (``startup.StartPhases``)."""
+        for phase, value in seconds.items():
+            self.start_phase.labels(model, str(version), phase).set(value)
+
+    def forget_start(self, model: str, version: int) -> None:
+        """Drop a retired version's phase times."""
+        for phase in PHASES:
+            with contextlib.suppress(KeyError):
+                self.start_phase.remove(model, str(version), phase)
 
     def observe_request(
         self, model: str, version: str, protocol: str, status: int, seconds: float

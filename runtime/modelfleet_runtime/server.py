@@ -32,6 +32,7 @@ from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.models.repository import ModelRepository
+from modelfleet_runtime.prefetch import Prefetch
 from modelfleet_runtime.storage import open_source
 from modelfleet_runtime.tls import TlsFiles
 
@@ -87,12 +88,16 @@ class DrainingServer(uvicorn.Server):
         self.started = True
 
 
-def build(settings: Settings, tls: TlsFiles | None = None) -> tuple[Any, DataPlane]:
+def build(
+    settings: Settings, tls: TlsFiles | None = None, prefetch: Prefetch | None = None
+) -> tuple[Any, DataPlane]:
     """The app and its data plane, wired from settings (what tests and ``serve`` share);
-    with ``tls``, gRPC serves it and its files are watched while the app runs."""
-    metrics = Metrics()
+    with ``tls``, gRPC serves it and its files are watched while the app runs; with
+    ``prefetch``, the model's first listing and download are already under way."""
+    metrics = prefetch.metrics if prefetch is not None else Metrics()
     registry = ModelRegistry(settings.model_name)
-    repository = ModelRepository(settings, registry, open_source(settings, metrics), metrics)
+    source = prefetch.source() if prefetch is not None else open_source(settings, metrics)
+    repository = ModelRepository(settings, registry, source, metrics)
     dataplane = DataPlane(settings, registry, metrics)
 
     async def background() -> None:
@@ -146,9 +151,9 @@ async def _announce(settings: Settings, registry: ModelRegistry) -> None:
     sys.stdout.flush()
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, prefetch: Prefetch | None = None) -> int:
     tls = TlsFiles.from_settings(settings)  # TlsError: the files cannot be used
-    app, dataplane = build(settings, tls)
+    app, dataplane = build(settings, tls, prefetch)
     config = uvicorn.Config(
         app,
         host=settings.host,

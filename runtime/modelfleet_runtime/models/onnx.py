@@ -30,6 +30,9 @@ _OPTIMIZATION = {
 }
 
 
+WARM_UP_BUDGET = 0.05
+"""Seconds of warm-up runs after which no more are made (``OnnxModel.warm_up``)."""
+
 _ONE: dict[str, Any] = {"BOOL": True, "BYTES": ""}
 """Example values of the datatypes that take no number (``OnnxModel.example_inputs``)."""
 
@@ -69,6 +72,10 @@ class OnnxModel:
     outputs: dict[str, TensorSpec]
     warm_run_seconds: float = math.inf
     """Median time of the warm-up runs: how the data plane decides where to run it."""
+    load_seconds: float = 0.0
+    """How long creating the session (and reading the signature) took."""
+    warmup_seconds: float = 0.0
+    """How long the warm-up took, all runs."""
     graph_cache: warm.GraphCache | None = None
     """Whether the session came from a saved optimized graph (``hit``) or saved one (``miss``,
     ``corrupt``); None when warm starts do not apply (``models/warm.py``)."""
@@ -76,6 +83,7 @@ class OnnxModel:
     @classmethod
     def load(cls, name: str, version: int, path: Path, settings: Settings) -> OnnxModel:
         """Create the session, read the signature and run one warm-up inference. Blocking."""
+        started = time.perf_counter()
         try:
             session, graph_cache = warm.create_session(path, session_options(settings), settings)
         except Exception as exc:  # ONNX Runtime raises its own exception types and RuntimeError
@@ -83,12 +91,22 @@ class OnnxModel:
         inputs = {node.name: _spec(node) for node in session.get_inputs()}
         outputs = {node.name: _spec(node) for node in session.get_outputs()}
         model = cls(name, version, path, session, inputs, outputs, graph_cache=graph_cache)
-        return replace(model, warm_run_seconds=model.warm_up())
+        loaded = time.perf_counter()
+        warm_run = model.warm_up()
+        return replace(
+            model,
+            warm_run_seconds=warm_run,
+            load_seconds=loaded - started,
+            warmup_seconds=time.perf_counter() - loaded,
+        )
 
-    def warm_up(self, runs: int = 5) -> float:
+    def warm_up(self, runs: int = 5, budget: float = WARM_UP_BUDGET) -> float:
         """Inference on zeros (dynamic dimensions as 1), so the first request is not slow and
         a model that loads but cannot run never replaces one that can. Returns the median
-        time of the runs after the first, in seconds."""
+        time of the runs after the first, in seconds. Stops after the run that brings the
+        warm-up past ``budget`` seconds: the runs after the first only tell how fast the
+        model runs, and one that slow is far from the sub-millisecond models that run inline
+        (``inline_run_max_us``), while each more run of a large model delays readiness."""
         feeds = {
             spec.name: np.zeros(tuple(d or 1 for d in spec.shape), dtype=DATATYPES[spec.datatype])
             for spec in self.inputs.values()
@@ -102,6 +120,8 @@ class OnnxModel:
                 started = time.perf_counter()
                 self.session.run(None, feeds)
                 timings.append(time.perf_counter() - started)
+                if sum(timings) > budget:
+                    break
         except Exception as exc:
             raise ModelLoadError(f"version {self.version} failed its warm-up run: {exc}") from None
         return statistics.median(timings[1:] or timings)

@@ -1,4 +1,4 @@
-"""Keeps the registry in step with storage: the version policy, loading, hot swaps, polling.
+"""Keeps the registry in step with storage: loading, hot swaps, polling (the policy: policy.py).
 
 ``server.build`` hands ``ModelRepository.run`` to the app, whose lifespan starts it as a background
 task, so the server is live at once and ready when the first version is loaded. Each ``sync`` lists
@@ -15,13 +15,15 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.models.onnx import ModelLoadError, OnnxModel
+from modelfleet_runtime.models.policy import select_versions
 from modelfleet_runtime.models.registry import ModelRegistry
+from modelfleet_runtime.startup import StartPhases
 from modelfleet_runtime.storage.base import ModelSource, RemoteVersion, StorageError
 
 log = logging.getLogger(__name__)
@@ -29,16 +31,6 @@ log = logging.getLogger(__name__)
 Loader = Callable[[str, int, Path, Settings], OnnxModel]
 RETRY_WHILE_UNREADY = 5.0
 """Seconds between sync attempts while nothing serves and polling is off or slower."""
-
-
-def select_versions(available: Iterable[int], settings: Settings) -> set[int]:
-    """The versions the policy wants, out of those storage holds."""
-    versions = sorted(set(available), reverse=True)
-    if settings.version_policy == "all":
-        return set(versions)
-    if settings.version_policy == "specific":
-        return set(settings.versions)
-    return set(versions[: settings.num_versions])
 
 
 class ModelRepository:
@@ -117,8 +109,9 @@ class ModelRepository:
             return
         self.registry.mark_loading(number)
         started = time.perf_counter()
+        phases = StartPhases()
         try:
-            path = await self.source.fetch(remote)
+            path = await self.source.fetch(remote, phases)
         except StorageError as exc:
             self._load_failed(number, fingerprint, exc)
             return
@@ -140,6 +133,8 @@ class ModelRepository:
         self._failed.pop(number, None)
         seconds = time.perf_counter() - started
         self.metrics.load_duration.labels(self.registry.name).observe(seconds)
+        phases.seconds.update(load=model.load_seconds, warmup=model.warmup_seconds)
+        self.metrics.record_start(self.registry.name, number, phases.seconds)
         log.info("version %d loaded and serving", number, extra={"model_version": number})
 
     def _retire(self, wanted: set[int]) -> None:
@@ -150,6 +145,7 @@ class ModelRepository:
             model = self.registry.versions.get(number)
             self.registry.retire(number)
             del self._loaded[number]
+            self.metrics.forget_start(self.registry.name, number)
             log.info("version %d retired", number, extra={"model_version": number})
             if model is not None:
                 self.source.release(model.path)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..startup import StartPhases
+
 
 class StorageError(Exception):
     """A model could not be listed or fetched. ``reason`` is a CamelCase word for status
@@ -96,9 +98,10 @@ class ModelSource(Protocol):
         failures with backoff up to the settings' deadline, then raises StorageError."""
         ...
 
-    async def fetch(self, version: RemoteVersion) -> Path:
+    async def fetch(self, version: RemoteVersion, phases: StartPhases | None = None) -> Path:
         """Download ``version`` into a temporary folder, verify it (paths, sizes, sha256),
-        rename it into place under the model folder, and return the path of its model.onnx."""
+        rename it into place under the model folder, and return the path of its model.onnx.
+        The download and verify times are added to ``phases`` when given."""
         ...
 
     def release(self, model: Path) -> None:

@@ -26,14 +26,17 @@ import logging
 import re
 import shutil
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..metrics import Metrics
 from ..schemes import scheme_of
+from ..startup import StartPhases
 from . import manifest
 from .archive import is_archive, unpack
 from .base import (
@@ -46,6 +49,7 @@ from .base import (
     UnsafePathError,
 )
 from .cache import ModelCache, version_key
+from .digests import PartHasher
 from .locks import staging
 from .paths import check_relative, contained, version_number
 from .progress import Progress
@@ -127,33 +131,49 @@ class StoreSource:
             return file.path
         return f"{version.number}/{file.path}"
 
-    async def fetch(self, version: RemoteVersion) -> Path:
+    async def fetch(self, version: RemoteVersion, phases: StartPhases | None = None) -> Path:
         """Download, verify and promote ``version``; return its local model.onnx."""
+        phases = phases or StartPhases()
         files = _checked_files(version, where=self._store.location)
         has_manifest = any(f.path == manifest.MANIFEST_FILE for f in files)
         if self._pushed and not has_manifest:  # refused before downloading anything
             raise manifest.missing(self.uri, version.number)
         if self._cache is not None:
-            return await self._fetch_cached(version, files, self._cache)
+            return await self._fetch_cached(version, files, self._cache, phases)
         final = self._base / f"{version.number}-{version.fingerprint}"
         if final.is_dir():
+            started = time.perf_counter()
             await self._check_digest(version.number, final / MODEL_FILE)
+            phases.add("verify", since=started)
             return final / MODEL_FILE
-        await self._download_version(version, files, self._base, final)
+        await self._download_version(version, files, self._base, final, phases)
         return final / MODEL_FILE
 
     async def _fetch_cached(
-        self, version: RemoteVersion, files: list[RemoteFile], cache: ModelCache
+        self,
+        version: RemoteVersion,
+        files: list[RemoteFile],
+        cache: ModelCache,
+        phases: StartPhases,
     ) -> Path:
-        """The version's model.onnx in the cache, downloaded into it only when absent."""
+        """The version's model.onnx in the cache, downloaded into it only when absent. The
+        time the cache spends beyond this process's own download counts as verify: checking a
+        hit, and also waiting while another process downloads the version for everyone."""
+        started = time.perf_counter()
         key = await self._cache_key(version, files, cache)
+        filled = StartPhases()
 
         async def fill(base: Path, final: Path) -> dict[str, str]:
-            return await self._download_version(version, files, base, final)
+            return await self._download_version(version, files, base, final, filled)
 
         where = f"{self.uri} version {version.number}"
         size = sum(f.size for f in files)
-        return await cache.open(key, size, fill, where=where) / MODEL_FILE
+        path = await cache.open(key, size, fill, where=where) / MODEL_FILE
+        total = time.perf_counter() - started
+        for phase, seconds in filled.seconds.items():
+            phases.seconds[phase] += seconds
+        phases.seconds["verify"] += max(0.0, total - sum(filled.seconds.values()))
+        return path
 
     async def _cache_key(
         self, version: RemoteVersion, files: list[RemoteFile], cache: ModelCache
@@ -205,27 +225,36 @@ class StoreSource:
             self._cache.release(model.parent)
 
     async def _download_version(
-        self, version: RemoteVersion, files: list[RemoteFile], base: Path, final: Path
+        self,
+        version: RemoteVersion,
+        files: list[RemoteFile],
+        base: Path,
+        final: Path,
+        phases: StartPhases,
     ) -> dict[str, str]:
         """Download ``version`` into a new folder under ``base``, verify it and rename it to
         ``final``. Returns the sha256 of the files it checked, by path."""
         checked: dict[str, str] = {}
         try:
             with staging(base, f"{version.number}-") as tmp:
-                await self._download_all(version, files, tmp)
+                started = time.perf_counter()
+                hashed = self._hashed_while_downloading(files, version.number)
+                digests = await self._download_all(version, files, tmp, hashed)
                 for archive in filter(_is_archive_file, files):
                     await asyncio.to_thread(unpack, tmp / archive.path, tmp, where=self.uri)
                     shutil.rmtree(tmp / ARCHIVE_DIR)
+                started = phases.add("download", since=started)
                 if (tmp / manifest.MANIFEST_FILE).is_file() or any(
                     f.path == manifest.MANIFEST_FILE for f in files
                 ):
                     pushed = await asyncio.to_thread(
-                        manifest.verify, tmp, number=version.number, where=self.uri
+                        manifest.verify, tmp, number=version.number, where=self.uri, known=digests
                     )
                     checked = {name: file.sha256 for name, file in pushed.files.items()}
-                digest = await self._check_digest(version.number, tmp / MODEL_FILE)
+                digest = await self._check_digest(version.number, tmp / MODEL_FILE, digests)
                 if digest is not None:
                     checked[MODEL_FILE] = digest
+                phases.add("verify", since=started)
                 _promote(tmp, final)
         except OSError as exc:
             raise StorageError(
@@ -235,15 +264,27 @@ class StoreSource:
             ) from None
         return checked
 
+    def _hashed_while_downloading(self, files: list[RemoteFile], number: int) -> set[str]:
+        """The files whose sha256 a check will want: every file a manifest lists, else
+        model.onnx when ``--sha256`` names this version (never an archive: its digest is
+        checked by nobody; what it unpacks to is hashed after unpacking)."""
+        if any(f.path == manifest.MANIFEST_FILE for f in files):
+            return {f.path for f in files if not _is_archive_file(f)}
+        return {MODEL_FILE} if number in self._settings.sha256 else set()
+
     async def _download_all(
-        self, version: RemoteVersion, files: list[RemoteFile], tmp: Path
-    ) -> None:
+        self, version: RemoteVersion, files: list[RemoteFile], tmp: Path, hashed: set[str]
+    ) -> dict[str, str]:
         """Download every file (large ones in parallel ranges) on a private thread pool, so
-        that on failure or cancellation every thread has stopped before ``tmp`` is removed."""
+        that on failure or cancellation every thread has stopped before ``tmp`` is removed.
+        Returns the sha256 of each file in ``hashed``, computed as its parts arrived
+        (``digests.py``)."""
         label = f"{self.uri} version {version.number}"
         total = sum(f.size for f in files)
         stop = threading.Event()
         pool = ThreadPoolExecutor(self._settings.download_concurrency, "modelfleet-fetch")
+        hash_pool = ThreadPoolExecutor(1, "modelfleet-hash")  # PartHasher needs one thread
+        hashers: dict[str, PartHasher] = {}
         retrier = self._retrier()
         try:
             with Progress(label, total) as progress:
@@ -252,14 +293,22 @@ class StoreSource:
                     dest = contained(tmp, file.path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     key = self._remote_key(version, file)
+                    hasher = None
+                    if file.path in hashed:
+                        hasher = hashers[file.path] = PartHasher(dest, file.size, hash_pool)
                     for offset, length in self._parts(file, dest):
+                        span = (offset, file.size if length is None else length)
                         job = _Job(self._store, key, dest, offset, length, progress, stop)
+                        job.done = partial(hasher.finished, *span) if hasher else None
                         jobs.append(self._run_job(job, pool, retrier))
                 await _all_or_first_error(jobs)
             _check_sizes(files, tmp, where=self._store.location, number=version.number)
+            found = {path: await asyncio.to_thread(h.digest) for path, h in hashers.items()}
+            return {path: digest for path, digest in found.items() if digest is not None}
         finally:
             stop.set()
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(hash_pool.shutdown, wait=True, cancel_futures=True)
 
     def _parts(self, file: RemoteFile, dest: Path) -> list[tuple[int, int | None]]:
         part = self._settings.download_part_size
@@ -274,13 +323,15 @@ class StoreSource:
         what = f"{self._store.location}/{job.key}"
         await retrier.call(what, lambda: loop.run_in_executor(pool, job.run))
 
-    async def _check_digest(self, number: int, model: Path) -> str | None:
+    async def _check_digest(
+        self, number: int, model: Path, known: dict[str, str] | None = None
+    ) -> str | None:
         """Check ``model`` against the configured sha256 of version ``number``; returns the
         digest, or None when none is configured."""
         expected = self._settings.sha256.get(number)
         if expected is None:
             return None
-        got = await asyncio.to_thread(manifest.sha256_file, model)
+        got = (known or {}).get(MODEL_FILE) or await asyncio.to_thread(manifest.sha256_file, model)
         if got != expected:
             raise IntegrityError(
                 f"{self.uri}: version {number} model.onnx has sha256 {got}, expected {expected}"
@@ -305,6 +356,8 @@ class _Job:
         self.key = key
         self._store, self._dest, self._offset, self._length = store, dest, offset, length
         self._progress, self._stop = progress, stop
+        self.done: Callable[[], None] | None = None
+        """Called once the bytes are on disk (the download returned, its file closed)."""
 
     def run(self) -> None:
         written = 0
@@ -323,6 +376,8 @@ class _Job:
         except BaseException:
             self._progress.add(-written)
             raise
+        if self.done is not None:
+            self.done()
 
 
 async def _all_or_first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ..protocol import TensorSpec
 from .base import IntegrityError
+
+if TYPE_CHECKING:  # protocol.py imports numpy, which the storage code never needs
+    from ..protocol import TensorSpec
 
 MANIFEST_FILE = "modelfleet.json"
 CLAIM_FILE = ".modelfleet-push"
@@ -115,8 +118,13 @@ def digest_of(path: Path) -> FileDigest:
     return FileDigest(size=path.stat().st_size, sha256=sha256_file(path))
 
 
-def verify(folder: Path, *, number: int, where: str) -> Manifest:
+def verify(
+    folder: Path, *, number: int, where: str, known: Mapping[str, str] | None = None
+) -> Manifest:
     """Check the version downloaded into ``folder`` against its ``modelfleet.json``.
+
+    ``known`` holds the sha256 of files already hashed while they downloaded (by relative
+    path); the others are read and hashed here.
 
     Raises IntegrityError naming the first file that differs; ``reason`` is
     ``ManifestMissing``, ``ManifestInvalid`` or ``IntegrityError`` (bytes differ).
@@ -142,7 +150,12 @@ def verify(folder: Path, *, number: int, where: str) -> Manifest:
             raise IntegrityError(
                 f"{where}: version {number} lacks {name!r}, listed in its manifest"
             )
-        got = digest_of(target)
+        digest = (known or {}).get(name)
+        got = (
+            digest_of(target)
+            if digest is None
+            else FileDigest(size=target.stat().st_size, sha256=digest)
+        )
         if got != expected:
             what = "size" if got.size != expected.size else "sha256"
             raise IntegrityError(

@@ -1,5 +1,6 @@
 """Versions from a file repository through the real server: policies, a hot swap under load
-with zero failed requests (S7), and a failing new version while the old one serves (S6)."""
+with zero failed requests (S7), a failing new version while the old one serves (S6), and
+the start phases each version exports."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from modelfleet_runtime.startup import PHASES
 from tests.helpers import onnx_models
 from tests.helpers.load import steady_load
 from tests.helpers.runtime import serve_process, wait_until
@@ -86,3 +89,28 @@ def _status(url: str, version: str) -> dict[str, str]:
 
 def _state(url: str, version: str) -> str:
     return _status(url, version).get("state", "")
+
+
+def _start_phases(url: str) -> dict[tuple[str, str], float]:
+    """``modelfleet_model_start_phase_seconds`` by (version, phase), from /metrics."""
+    found = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        if family.name == "modelfleet_model_start_phase_seconds":
+            for sample in family.samples:
+                key = (sample.labels["version"], sample.labels["phase"])
+                found[key] = sample.value
+    return found
+
+
+def test_each_version_exports_how_long_its_start_took(tmp_path: Path) -> None:
+    repo = onnx_models.write_repository(tmp_path / "adder", {1: onnx_models.add_constant(1.0)})
+    args = ["--model-uri", str(repo), "--poll-interval", "0.2"]
+    with serve_process(tmp_path, *args) as served:
+        phases = _start_phases(served.url)
+        assert sorted(phases) == [("1", p) for p in sorted(PHASES)]
+        assert phases["1", "load"] > 0 and phases["1", "warmup"] > 0
+        assert all(seconds >= 0 for seconds in phases.values())
+
+        publish(repo, 2, onnx_models.add_constant(2.0))
+        wait_until(lambda: versions_of(served.url, "adder") == ["2"], 20, "version 2 serves")
+        assert {version for version, _ in _start_phases(served.url)} == {"2"}  # 1 retired

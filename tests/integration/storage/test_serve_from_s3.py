@@ -1,5 +1,6 @@
 """``modelfleet serve`` against a real S3 server (SeaweedFS): the model is fetched, served,
-and a version uploaded later is swapped in without a restart."""
+a version uploaded later is swapped in without a restart, and a pushed model's start phases
+are exported."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import uuid
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from modelfleet_runtime.catalog.push import LocalModel, push
+from modelfleet_runtime.startup import PHASES
 from tests.helpers import onnx_models
 from tests.helpers.aws import s3_client
 from tests.helpers.runtime import serve_process, wait_until
+
+from .helpers import external_data_model, settings
 
 BODY = {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}
 
@@ -80,3 +86,29 @@ def test_serves_an_archive_from_s3_and_swaps_when_it_is_replaced(
     for folder in folders:
         assert not folder.name.startswith(".tmp-"), folder
         assert sorted(p.name for p in folder.iterdir()) == ["model.onnx"], folder
+
+
+def test_a_pushed_model_in_ranged_parts_serves_and_reports_its_start(
+    seaweed: str, tmp_path: Path
+) -> None:
+    """The whole cold path of ``modelfleet serve``: the download starts while the server
+    imports (prefetch.py), the manifest is checked on digests taken during the download, and
+    /metrics says how long each phase took."""
+    bucket = f"phases-{uuid.uuid4().hex[:8]}"
+    s3_client(seaweed).create_bucket(Bucket=bucket)
+    external_data_model(tmp_path / "local", floats=400_000)  # 1.6 MB of weights: two parts
+    uri = f"s3://{bucket}/ext"
+    pushing = settings(tmp_path, uri, s3_endpoint_url=seaweed)
+    push(LocalModel.open(tmp_path / "local" / "model.onnx", pushing), uri, pushing)
+    args = [*serve_args(seaweed, uri), "--download-part-size", str(1024 * 1024)]
+    with serve_process(tmp_path, *args) as served:
+        metrics = httpx.get(f"{served.url}/metrics").text
+    phases = {
+        sample.labels["phase"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "modelfleet_model_start_phase_seconds"
+        for sample in family.samples
+        if sample.labels["version"] == "1"
+    }
+    assert sorted(phases) == sorted(PHASES)
+    assert phases["download"] > 0 and phases["load"] > 0
