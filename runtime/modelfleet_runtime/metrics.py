@@ -109,6 +109,18 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.http_connections_open = Gauge(
+            "modelfleet_http_connections_open",
+            "Connections open on the HTTP port (refused ones not counted).",
+            registry=r,
+        )
+        self.http_connections_closed = Counter(
+            "modelfleet_http_connections_closed",
+            "HTTP connections the server closed on a slow client (header_timeout, "
+            "body_timeout) or refused over --max-connections (over_capacity).",
+            ["reason"],
+            registry=r,
+        )
         self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(
