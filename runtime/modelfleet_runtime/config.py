@@ -197,7 +197,8 @@ class Settings(BaseSettings):
     header_read_timeout: float = Field(default=10.0, gt=0)
     """Seconds a client has to send a request's headers, from the connection's opening (its
     first request) or the request's first byte (later ones); then 408 and the connection
-    closed. Also gRPC's handshake timeout. Keep-alive idle time between requests is not
+    closed. Also gRPC's HTTP/2 handshake timeout (with TLS, --tls-handshake-timeout bounds
+    the TLS handshake first, on both ports). Keep-alive idle time between requests is not
     counted (uvicorn closes idle connections after 5 s)."""
 
     body_read_timeout: float = Field(default=30.0, gt=0)
@@ -212,9 +213,10 @@ class Settings(BaseSettings):
 
     max_connections: int = Field(default=2048, ge=1)
     """Open connections on each port beyond which a new one gets 503 ``{"error": "too many
-    open connections"}`` and is closed (gRPC: closed at once). 8x --max-concurrency of
-    pooled keep-alive clients, at a few tens of kB each; the process's soft descriptor limit
-    is raised to fit it where the hard limit allows."""
+    open connections"}`` and is closed (gRPC: closed at once). Room for pooled keep-alive
+    clients (8x --max-concurrency) at about 7 KiB of the process's memory each
+    (bench/slow_clients.py) plus the kernel's socket buffers; the soft descriptor limit is
+    raised to fit both ports where the hard limit allows."""
 
     grace_period: float = Field(default=25.0, ge=0)
     """Seconds that in-flight requests get to finish after SIGTERM (below Kubernetes' 30 s)."""

@@ -25,9 +25,13 @@ has, a ``100-continue`` not sent yet) does not count against the client.
 Why hand-written: uvicorn has only ``timeout_keep_alive`` (after a response) and
 ``limit_concurrency`` (a 503 sent only once a request's headers are complete, so a client
 that never completes them is never refused); hypercorn's and granian's timeouts would mean
-changing the server. The cost per request is a few attribute writes in the parser's
-callbacks: one timer sweeps every open connection (every second, or a quarter of the
-shortest timeout), instead of arming and cancelling a timer per request.
+changing the server. Cost: one timer sweeps every open connection (every second, or a quarter
+of the shortest timeout) and reads what each waits for from uvicorn's own state, so a request
+pays only a byte count in ``on_body``: no timer armed and cancelled per request, no parser
+callback of its own. A clock starts when the sweep first sees its wait (a first request's
+with the connection), so a deadline falls at most one interval late, never early. A body
+still arriving after the app has answered early (a 413, a 401) stays under the body timeout,
+where uvicorn alone would keep that connection with no timer at all.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ LINGER = 2.0
 RESERVED_DESCRIPTORS = 256
 """Descriptors kept for everything but client connections (model files, storage, gRPC's own)."""
 
-# What a connection is waiting for; timeouts apply to the first three.
-OPENED, HEADERS, BODY, SERVING = 0, 1, 2, 3
+# What a connection waits for from its client (``LimitedHttpToolsProtocol.check``).
+OPENED, HEADERS, BODY = 0, 1, 2
 
 
 def raw_response(status: int, message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -139,38 +143,44 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             guard.refuse(transport, self.server_state.default_headers)
             return
         super().connection_made(transport)
-        self._phase, self._since = OPENED, self.loop.time()
+        self._since = self._seen_at = self.loop.time()
+        self._key: object = None  # what the sweep last saw the connection wait for
+        self._body = self._seen = self._mark = 0
         guard.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.open.discard(self)
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._phase != OPENED:  # a first request's clock started with the connection
-            self._since = self.loop.time()
-        self._phase = HEADERS
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._phase, self._since = BODY, self.loop.time()
-        self._body, self._seen, self._seen_at = 0, 0, self._since
-
-    def on_body(self, body: bytes) -> None:
+    def on_body(self, body: bytes) -> None:  # the one addition to a request's own path
         super().on_body(body)
         self._body += len(body)
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._phase = SERVING
-
     def check(self, now: float) -> bool:
-        """Called by the sweep: close this connection if its client is past a deadline."""
-        phase, guard = self._phase, self.guard
-        if phase == SERVING or self.transport.is_closing():
+        """Called by the sweep: close this connection if its client is past a deadline.
+
+        What the connection waits for is read from uvicorn's own state, so that no parser
+        callback has to note it: no request yet (``scope`` None: OPENED), headers (a
+        ``scope`` the ``cycle`` is not yet for: HEADERS), a body (``more_body``: BODY), or
+        nothing from the client. A new wait starts its clock when the sweep first sees it
+        (at most one interval late), but a first request's starts with the connection."""
+        scope, cycle, guard = self.scope, self.cycle, self.guard
+        key: object
+        if scope is None or cycle is None:
+            phase, key = (OPENED if scope is None else HEADERS), None
+        elif cycle.scope is not scope:
+            phase, key = HEADERS, scope
+        elif cycle.more_body:
+            phase, key = BODY, cycle
+        else:
+            self._key = cycle  # the request is read: uvicorn's keep-alive timeout is next
             return False
-        cycle = self.cycle
+        if key is not self._key:
+            self._key, self._since, self._seen_at = key, now, now
+            self._seen = self._mark = self._body  # the rate counts what arrives from now on
+            return False
+        if self.transport.is_closing():
+            return False
         if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
             self._since = self._seen_at = now  # the server's turn, not the client's
             return False
@@ -185,7 +195,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         elif now - self._seen_at > guard.body_timeout:
             limit = f"no data for {guard.body_timeout:g} s"
             return self.expire("body_timeout", "request body timeout: " + limit, phase)
-        if guard.min_rate and now - self._since > guard.body_timeout + self._body / guard.min_rate:
+        received = self._body - self._mark
+        if guard.min_rate and now - self._since > guard.body_timeout + received / guard.min_rate:
             limit = f"slower than {guard.min_rate} bytes/s"
             return self.expire("body_timeout", "request body timeout: " + limit, phase)
         return False

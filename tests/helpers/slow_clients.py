@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 HALF_HEADER = b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
 IRIS = {
@@ -99,3 +100,15 @@ class Traffic(threading.Thread):
         self._halt.set()
         self.join(60)
         return self.results
+
+
+def metric(base_url: str, family: str) -> dict[str, float]:
+    """One metric family's values from the server's /metrics, by the value of their one label
+    (``""`` for a series without labels)."""
+    text = httpx.get(f"{base_url}/metrics").text
+    found = next(f for f in text_string_to_metric_families(text) if f.name == family)
+    return {
+        ",".join(s.labels.values()): s.value
+        for s in found.samples
+        if s.name in (family, f"{family}_total")
+    }
