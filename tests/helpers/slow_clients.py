@@ -76,12 +76,12 @@ def close_all(connections: list[Watched]) -> None:
 
 class Traffic(threading.Thread):
     """Normal requests (iris inference, each on a new connection) every ``pause`` s until
-    ``stop()``: their status codes and seconds."""
+    ``stop()``: their status codes, seconds, and when they started (``time.monotonic``)."""
 
     def __init__(self, base_url: str, pause: float = 0.05, most: int = 10_000) -> None:
         super().__init__(daemon=True)
         self.url, self.pause, self.most = f"{base_url}/v2/models/iris/infer", pause, most
-        self.results: list[tuple[int, float]] = []
+        self.results: list[tuple[int, float, float]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -93,10 +93,10 @@ class Traffic(threading.Thread):
                     status = client.post(self.url, json=IRIS).status_code
                 except httpx.TransportError:
                     status = 0
-                self.results.append((status, time.monotonic() - started))
+                self.results.append((status, time.monotonic() - started, started))
                 self._halt.wait(self.pause)  # pacing, not waiting on a condition
 
-    def stop(self) -> list[tuple[int, float]]:
+    def stop(self) -> list[tuple[int, float, float]]:
         self._halt.set()
         self.join(60)
         return self.results
