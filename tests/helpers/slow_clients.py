@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -102,10 +103,10 @@ class Traffic(threading.Thread):
         return self.results
 
 
-def metric(base_url: str, family: str) -> dict[str, float]:
+def metric(base_url: str, family: str, verify: ssl.SSLContext | bool = True) -> dict[str, float]:
     """One metric family's values from the server's /metrics, by the value of their one label
     (``""`` for a series without labels)."""
-    text = httpx.get(f"{base_url}/metrics").text
+    text = httpx.get(f"{base_url}/metrics", verify=verify).text
     found = next(f for f in text_string_to_metric_families(text) if f.name == family)
     return {
         ",".join(s.labels.values()): s.value

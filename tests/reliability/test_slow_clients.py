@@ -10,6 +10,7 @@ with small timeouts set by flags.
 - A connection over ``--max-connections`` gets 503 ``{"error": "too many open
   connections"}`` and ``Connection: close`` at once, in httpx too; gRPC closes one at once
   and cuts an HTTP/2 handshake that does not come.
+- Behind the TLS listener the same limits hold (503 over the cap, 408 on half a header).
 
 Figures (close times, latency during the flood, memory) come from bench/slow_clients.py.
 """
@@ -21,6 +22,7 @@ import re
 import resource
 import select
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from tests.helpers.slow_clients import (
     open_slow,
     watch_until_closed,
 )
+from tests.helpers.tls import make_tls
 
 HEADER_TIMEOUT = 3.0
 HALF, SILENT = 2000, 500
@@ -224,3 +227,44 @@ def test_grpc_cuts_a_handshake_that_does_not_come(tmp_path: Path) -> None:
             close_all(silent)
         assert (silent[0].closed_after or 0) >= 1 - 0.1
         assert b"handshake timeout" in silent[0].answer  # gRPC's GOAWAY says why
+
+
+def test_the_limits_hold_on_the_tls_port(tmp_path: Path) -> None:
+    """Behind ``tls_server``'s listener the same protocol serves: over the cap a client gets
+    the 503 (TLS has no half-close: the server closes once it is written), and half a header
+    sent over TLS gets the 408."""
+    files = make_tls(tmp_path / "tls")
+    context = ssl.create_default_context(cafile=str(files.ca))
+    args = ["--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key)]
+    args += ["--max-connections", "2", "--header-read-timeout", "2", "--grpc-port", "0"]
+    with serve_process(tmp_path, *args, tls=context) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        live = f"{served.url}/v2/health/live"
+        wait_until(lambda: metric_open(served, context) <= 1, 10, "the start-up checks closed")
+        held = [
+            context.wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=10),
+                server_hostname="127.0.0.1",
+            )
+            for _ in range(2)
+        ]
+        try:
+            held[0].sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+            answer = httpx.get(live, verify=context, timeout=10)
+            assert (answer.status_code, answer.json()) == (
+                503,
+                {"error": "too many open connections"},
+            )
+            status, headers, error = error_of(read_answer(held[0]))
+            assert (status, headers["connection"]) == (408, "close")
+            assert error == "request header timeout: headers not complete within 2 s"
+        finally:
+            for sock in held:
+                sock.close()
+        wait_until(lambda: metric_open(served, context) == 0, 10, "the held ones closed")
+        assert httpx.get(live, verify=context).status_code == 200
+
+
+def metric_open(served: Served, context: ssl.SSLContext) -> float:
+    """Open HTTP connections by the server's gauge, not counting the one asking."""
+    return metric(served.url, "modelfleet_http_connections_open", context)[""] - 1
