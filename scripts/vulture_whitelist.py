@@ -61,3 +61,9 @@ _.wait_ready
 
 # A seam the scheduler's unit tests observe (tests/unit/operator/test_scheduler.py).
 _.tracked
+
+# asyncio calls a protocol's callbacks by name; uvicorn's request cycle reads the flag it is
+# given when a slow client's connection is cut (http_limits.py).
+_.data_received
+_.eof_received
+_.disconnected

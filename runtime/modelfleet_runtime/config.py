@@ -194,6 +194,30 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=256, ge=1)
     """Requests in flight beyond which the server answers 503 at once instead of queueing."""
 
+    header_read_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers, from the connection's opening (its
+    first request) or the request's first byte (later ones); then 408 and the connection
+    closed. Also gRPC's HTTP/2 handshake timeout (with TLS, --tls-handshake-timeout bounds
+    the TLS handshake first, on both ports). Keep-alive idle time between requests is not
+    counted (uvicorn closes idle connections after 5 s)."""
+
+    body_read_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request body may go without a byte arriving before the connection is closed
+    (408 if no answer has started); also the grace before --body-min-rate applies."""
+
+    body_min_rate: int = Field(default=64 * 1024, ge=0)
+    """Bytes per second a body must average once --body-read-timeout has passed: the time
+    allowed grows by one second per this many bytes received (0: no rate, only the silence
+    limit). The default lets a 64 MiB body take 17 minutes (a 512 kbit/s link) and any body
+    30 s, but cuts a trickle."""
+
+    max_connections: int = Field(default=2048, ge=1)
+    """Open connections on each port beyond which a new one gets 503 ``{"error": "too many
+    open connections"}`` and is closed (gRPC: closed at once). Room for pooled keep-alive
+    clients (8x --max-concurrency) at about 7 KiB of the process's memory each
+    (bench/slow_clients.py) plus the kernel's socket buffers; the soft descriptor limit is
+    raised to fit both ports where the hard limit allows."""
+
     grace_period: float = Field(default=25.0, ge=0)
     """Seconds that in-flight requests get to finish after SIGTERM (below Kubernetes' 30 s)."""
 

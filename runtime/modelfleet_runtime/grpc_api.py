@@ -204,6 +204,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return outcome.value
 
 
+GRPC_IDLE_MS = 300_000
+"""A connection with no call for 5 minutes is closed (GOAWAY; clients reconnect on their next
+call): frees what clients that went away, or never sent a call, hold."""
+
+
+def connection_limits(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC's own guards against slow, idle and too many clients (the HTTP port's are
+    ``http_limits``): the handshake (TLS and HTTP/2) within --tls-handshake-timeout on a TLS
+    port, else the HTTP/2 one within --header-read-timeout; at most --max-connections
+    connections (beyond that grpc closes new ones at once: HTTP/2 has no answer before its
+    handshake); idle ones closed; dead peers found by keepalive pings."""
+    handshake = settings.tls_handshake_timeout if settings.tls else settings.header_read_timeout
+    return [
+        ("grpc.server_handshake_timeout_ms", round(handshake * 1000)),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
+        ("grpc.keepalive_time_ms", 60_000),  # ping a quiet peer every minute...
+        ("grpc.keepalive_timeout_ms", 20_000),  # ...and drop it if no answer in 20 s
+    ]
+
+
 async def start(
     settings: Settings, dataplane: DataPlane, tls: TlsFiles | None = None
 ) -> tuple[grpc.aio.Server, int]:
@@ -214,11 +235,7 @@ async def start(
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
     ]
-    if tls is not None:  # a connection whose TLS (and HTTP/2) handshake stalls is closed
-        options.append(
-            ("grpc.server_handshake_timeout_ms", round(settings.tls_handshake_timeout * 1000))
-        )
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=[*options, *connection_limits(settings)])
     servicer = InferenceServicer(dataplane, token_source(settings))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

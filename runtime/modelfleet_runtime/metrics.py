@@ -123,6 +123,18 @@ class Metrics:
             ["model", "version", "phase"],
             registry=r,
         )
+        self.http_connections_open = Gauge(
+            "modelfleet_http_connections_open",
+            "Connections open on the HTTP port (refused ones not counted).",
+            registry=r,
+        )
+        self.http_connections_closed = Counter(
+            "modelfleet_http_connections_closed",
+            "HTTP connections the server closed on a slow client (header_timeout, "
+            "body_timeout) or refused over --max-connections (over_capacity).",
+            ["reason"],
+            registry=r,
+        )
         self._series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     def record_start(self, model: str, version: int, seconds: Mapping[str, float]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from modelfleet_runtime import grpc_api, tls_server
+from modelfleet_runtime import grpc_api, http_limits, tls_server
 from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
@@ -159,7 +159,7 @@ def serve(settings: Settings, prefetch: Prefetch | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_limits.protocol_class(settings, dataplane.metrics),  # httptools, guarded
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.grace_period),

@@ -148,7 +148,7 @@ async def test_every_panel_query_returns_data(
             "/api/v1/label/model/values", params={"match[]": "modelfleet_requests_total"}
         )
     assert not empty, "queries without data: " + "; ".join(f"{q.panel}: {q.expr}" for q in empty)
-    assert len(QUERIES) == 30 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 21
+    assert len(QUERIES) == 32 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 23
     # The template variables' own queries (label_values) find the test's namespace and model.
     assert NS in namespaces.json()["data"] and MODEL in models.json()["data"]
 
