@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from modelfleet_runtime import grpc_api, tls_server
+from modelfleet_runtime import grpc_api, tls_server, tracing
 from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
@@ -92,8 +92,10 @@ def build(settings: Settings, tls: TlsFiles | None = None) -> tuple[Any, DataPla
     with ``tls``, gRPC serves it and its files are watched while the app runs."""
     metrics = Metrics()
     registry = ModelRegistry(settings.model_name)
-    repository = ModelRepository(settings, registry, open_source(settings, metrics), metrics)
-    dataplane = DataPlane(settings, registry, metrics)
+    tracer = tracing.start(settings)  # None unless --tracing: no OpenTelemetry at all
+    source = open_source(settings, metrics)
+    repository = ModelRepository(settings, registry, source, metrics, tracer=tracer)
+    dataplane = DataPlane(settings, registry, metrics, tracer)
 
     async def background() -> None:
         await asyncio.gather(repository.run(), _announce(settings, registry))
