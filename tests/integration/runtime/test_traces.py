@@ -200,14 +200,10 @@ def test_infer_span_is_a_child_of_the_callers_span(
         server.grpc("span-grpc", [("traceparent", traceparent), ("tracestate", "vendor=x")])
     span = receiver.wait_for("infer span", lambda s: s.trace_id == trace_id)
     assert (span.name, span.parent_span_id, span.kind) == ("infer", PARENT, 2)  # 2: SERVER
-    expected = {"v2" if transport == "http" else "grpc", "adder", "1", 200}
-    attributes = span.attributes
-    assert expected == {
-        attributes["modelfleet.protocol"],
-        attributes["modelfleet.model"],
-        attributes["modelfleet.version"],
-        attributes["modelfleet.status_code"],
-    }
+    keys = ("protocol", "model", "version", "status_code")
+    found = {key: span.attributes[f"modelfleet.{key}"] for key in keys}
+    protocol = "v2" if transport == "http" else "grpc"
+    assert found == {"protocol": protocol, "model": "adder", "version": "1", "status_code": 200}
     assert server.request_line(f"span-{transport}")["trace_id"] == trace_id
 
 
