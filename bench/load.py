@@ -23,6 +23,7 @@ class Body:
     path: Path
     content_type: str = "application/json"
     header_length: int | None = None  # Inference-Header-Content-Length, binary extension only
+    traceparent: str | None = None  # a W3C traceparent header on every request
 
 
 def require_wrk() -> str:
@@ -43,6 +44,7 @@ def run_wrk(
     env["BENCH_BODY"] = str(body.path)
     env["BENCH_CTYPE"] = body.content_type
     env["BENCH_IHCL"] = "" if body.header_length is None else str(body.header_length)
+    env["BENCH_TRACEPARENT"] = body.traceparent or ""
     command = [
         "taskset", "-c", str(cpu), require_wrk(), "-t1", f"-c{connections}",
         f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url,

@@ -1,6 +1,7 @@
 -- wrk script: POST one fixed body (a file) and print a machine-readable summary line.
 -- Environment: BENCH_BODY (path of the body), BENCH_CTYPE (Content-Type),
--- BENCH_IHCL (optional Inference-Header-Content-Length of the binary tensor extension).
+-- BENCH_IHCL (optional Inference-Header-Content-Length of the binary tensor extension),
+-- BENCH_TRACEPARENT (optional W3C traceparent header, bench/trace_cost.py).
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 local body = f:read("*a")
 f:close()
@@ -14,6 +15,10 @@ end
 local ihcl = os.getenv("BENCH_IHCL")
 if ihcl and ihcl ~= "" then
   wrk.headers["Inference-Header-Content-Length"] = ihcl
+end
+local traceparent = os.getenv("BENCH_TRACEPARENT")
+if traceparent and traceparent ~= "" then
+  wrk.headers["traceparent"] = traceparent
 end
 
 done = function(summary, latency, requests)

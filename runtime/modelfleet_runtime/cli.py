@@ -50,13 +50,15 @@ def serve_command(argv: list[str]) -> int:
     from modelfleet_runtime.server import serve
     from modelfleet_runtime.storage import StorageError
     from modelfleet_runtime.tls import TlsError
+    from modelfleet_runtime.tracing import TracingUnavailableError
 
     try:
         return serve(settings, prefetch)
     except StorageError as exc:  # a refused or malformed model URI: say so, no traceback
         sys.stderr.write(f"modelfleet serve: {exc.reason}: {exc}\n")
         return 2
-    except TlsError as exc:  # certificate files that cannot be used
+    # Certificate files that cannot be used; --tracing without OpenTelemetry or misconfigured.
+    except (TlsError, TracingUnavailableError) as exc:
         sys.stderr.write(f"modelfleet serve: {exc}\n")
         return 2
 

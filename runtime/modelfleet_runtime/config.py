@@ -290,6 +290,15 @@ class Settings(BaseSettings):
     """Seconds a new connection to a TLS port has to finish its handshake before it is
     closed, so that idle or stalled connections cannot hold the server."""
 
+    # --- Tracing ----------------------------------------------------------------------------
+    tracing: bool = False
+    """Export OpenTelemetry spans over OTLP: fetch and load of each model version, and infer
+    for each request (a child of the caller's W3C traceparent). Configured by OpenTelemetry's
+    standard variables: OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4317),
+    OTEL_SERVICE_NAME (default modelfleet), OTEL_TRACES_SAMPLER, OTEL_TRACES_EXPORTER...
+    Needs the otel extra (in the runtime image). Off: no OpenTelemetry code runs; a request's
+    traceparent still puts its trace id in the request's log lines."""
+
     @field_validator("sha256")
     @classmethod
     def _check_digests(cls, value: dict[int, str]) -> dict[int, str]:

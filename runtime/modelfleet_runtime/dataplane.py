@@ -39,6 +39,7 @@ from modelfleet_runtime.models.batching import BatcherClosedError, DynamicBatche
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.protocol import InferRequest, InferResponse, TensorSpec, datatype_of
+from modelfleet_runtime.tracing import RequestTrace, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,20 @@ def classify(exc: BaseException, what: str) -> tuple[int, str]:
         return status, message
     log.error("%s failed: unhandled %s", what, type(exc).__name__, exc_info=exc)
     return 500, f"internal error: {type(exc).__name__}"
+
+
+def _log_request(sampled: bool, protocol: str, seconds: float) -> None:
+    """The line of an answered request, with its request id and trace id from the log
+    context: at INFO for a request in a trace its caller sampled (the traces someone will
+    look at), else at DEBUG. A line for every request at INFO would cost a small model's
+    requests a good part of their CPU (bench/RESULTS.md, "Traces"). The caller checks the
+    level first: on the hot path, a call less."""
+    ms = seconds * 1e3
+    log.log(
+        logging.INFO if sampled else logging.DEBUG,
+        "%s inference request answered 200 in %.2f ms", protocol, ms,
+        extra={"protocol": protocol, "status": 200, "duration_ms": round(ms, 3)},
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -128,11 +143,16 @@ class DataPlane:
     """Health, metadata and inference for the models in ``registry``."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics if metrics is not None else Metrics()
+        self.tracer = tracer  # None: tracing off, and no OpenTelemetry call on any request
         self._ids = itertools.count(1)  # request ids without an os.urandom call each
         self.draining = False
         self.in_flight = 0
@@ -191,16 +211,23 @@ class DataPlane:
         *,
         request_id: str | None = None,
         authorize: Callable[[], None] | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Outcome[T]:
         """One inference request, for every transport: ``authorize``, admission, the model
         and version lookup, then ``work(model)`` (the transport's decode, infer, encode), with
         the request id (the client's, else a number of ours; ``adopt_request_id`` takes one
-        found in the body) in the log context, every failure classified, and the request
-        counted. The transport turns the ``Outcome`` into its own answer."""
+        found in the body) and the trace id (of a valid ``traceparent``, or of our span while
+        tracing is on) in the log context, every failure classified, and the request counted
+        and logged (``_log_request``). The transport turns the ``Outcome`` into its own
+        answer."""
         started = time.perf_counter()
         label = name if name == self.registry.name else "unknown"
         token = logs.request_id.set(request_id or f"{next(self._ids):016x}")
-        served = ""
+        trace = None
+        if traceparent is not None or self.tracer is not None:
+            trace = RequestTrace.begin(self.tracer, protocol, name, traceparent, tracestate)
+        status, served = 499, ""  # 499 until answered: the caller went away (cancelled)
         try:
             if authorize is not None:
                 authorize()
@@ -208,14 +235,20 @@ class DataPlane:
                 model = self.model(name, parse_version(version))
                 served = str(model.version)
                 outcome: Outcome[T] = Outcome(await work(model))
+            status = 200
         except Exception as exc:
             status, message = classify(exc, f"{protocol} inference request")
             outcome = Outcome(None, status, message)
         finally:
+            seconds = time.perf_counter() - started
+            sampled = trace is not None and trace.sampled
+            # A failure has its one line already, from classify.
+            if status == 200 and log.isEnabledFor(logging.INFO if sampled else logging.DEBUG):
+                _log_request(sampled, protocol, seconds)
+            if trace is not None:
+                trace.end(self.tracer, status, served)
             logs.request_id.reset(token)
-        self.metrics.observe_request(
-            label, served, protocol, outcome.status, time.perf_counter() - started
-        )
+        self.metrics.observe_request(label, served, protocol, status, seconds)
         return outcome
 
     @staticmethod
@@ -319,11 +352,13 @@ class DataPlane:
             task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
-        """Drain the batchers, then stop the inference threads."""
+        """Drain the batchers, then stop the inference threads and the tracer."""
         for _, batcher in list(self._batchers.values()):
             await batcher.close(drain=True)
         self._batchers.clear()
         self.close()
+        if self.tracer is not None:  # export the spans still buffered
+            await asyncio.to_thread(self.tracer.shutdown)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)

@@ -5,7 +5,8 @@ routes on the hot path. Profiling (bench/PROFILE.md) showed about half of the ev
 per small request going to FastAPI's layers around them (middleware stack, routing, path
 parameter validation, Request/Response objects), so ``FastPath`` serves them directly: read
 the body (bounded), decode with ``codec``, encode, inside ``DataPlane.handle`` (admission,
-lookup, request id, errors, metrics: the envelope every transport shares). Everything else
+lookup, request id, trace context, errors, metrics: the envelope every transport shares).
+Everything else
 (health, metadata, /metrics, /docs, lifespan) goes on to the FastAPI app, whose OpenAPI
 document describes these two routes too (``openapi.py``). Errors leave as ``{"error": "..."}``
 exactly as ``http_errors.py`` writes them for the other routes.
@@ -67,16 +68,26 @@ async def read_body(receive: Receive, length: int | None, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _headers(scope: Scope) -> tuple[str | None, int | None]:
-    """Inference-Header-Content-Length and Content-Length, in one pass."""
+def _headers(scope: Scope) -> tuple[str | None, int | None, str | None, str | None]:
+    """Inference-Header-Content-Length, Content-Length, traceparent and tracestate, in one
+    pass. A repeated traceparent is joined as HTTP joins repeated fields, which no valid one
+    matches (ignored, as the W3C asks); tracestate may come split over several."""
     split: str | None = None
     length: int | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
     for key, value in scope["headers"]:
         if key == b"content-length" and value.isdigit():
             length = int(value)
         elif key == b"inference-header-content-length":
             split = value.decode("latin-1")
-    return split, length
+        elif key == b"traceparent":
+            text = value.decode("latin-1")
+            traceparent = text if traceparent is None else f"{traceparent},{text}"
+        elif key == b"tracestate":
+            text = value.decode("latin-1")
+            tracestate = text if tracestate is None else f"{tracestate},{text}"
+    return split, length, traceparent, tracestate
 
 
 class FastPath:
@@ -99,7 +110,7 @@ class FastPath:
     async def _serve(
         self, scope: Scope, receive: Receive, protocol: str, name: str, raw: str | None, send: Send
     ) -> None:
-        split, length = _headers(scope)
+        split, length, traceparent, tracestate = _headers(scope)
 
         async def work(model: OnnxModel) -> tuple[bytes, Headers]:
             body = await read_body(receive, length, self.limit)
@@ -108,7 +119,9 @@ class FastPath:
             inputs, rows = codec.decode_v1(body, model.inputs)
             return codec.encode_v1(await self.dataplane.predict(model, inputs), rows), JSON
 
-        outcome = await self.dataplane.handle(protocol, name, raw, work)
+        outcome = await self.dataplane.handle(
+            protocol, name, raw, work, traceparent=traceparent, tracestate=tracestate
+        )
         if outcome.value is None:
             await _respond(send, outcome.status, codec.error_body(outcome.error), JSON)
         else:

@@ -2,7 +2,8 @@
 
 The same ``DataPlane`` as HTTP serves it, in the same event loop: admission (UNAVAILABLE when
 full or draining), the model lookup (NOT_FOUND, UNAVAILABLE), the signature checks
-(INVALID_ARGUMENT), batching, and the request metrics with ``protocol="grpc"`` (the ``status``
+(INVALID_ARGUMENT), batching, the W3C trace context (``traceparent`` and ``tracestate``
+metadata, as HTTP's headers) and the request metrics with ``protocol="grpc"`` (the ``status``
 label keeps HTTP's numbers, so one dashboard reads both). Bearer tokens, when configured, are
 checked on every call but ServerLive and ServerReady (the health checks).
 
@@ -15,7 +16,7 @@ distribution's (``modelfleet_client.oip``, ``modelfleet_client.tensors``: one co
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -101,6 +102,19 @@ def encode(response: InferResponse) -> pb.ModelInferResponse:
         reply.outputs.add(name=name, datatype=datatype, shape=array.shape)
         reply.raw_output_contents.append(to_bytes(array, datatype))
     return reply
+
+
+def trace_metadata(metadata: Iterable[tuple[str, Any]] | None) -> tuple[str | None, str | None]:
+    """The W3C ``traceparent`` and ``tracestate`` metadata entries of a call, as HTTP's
+    headers carry them (repeated entries joined the same way)."""
+    traceparent: str | None = None
+    tracestate: str | None = None
+    for key, value in metadata or ():
+        if key == "traceparent":
+            traceparent = value if traceparent is None else f"{traceparent},{value}"
+        elif key == "tracestate":
+            tracestate = value if tracestate is None else f"{tracestate},{value}"
+    return traceparent, tracestate
 
 
 def _tensors(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
@@ -190,6 +204,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             decoded = decode(request, self.max_elements)
             return encode(await self.dataplane.infer(model, decoded))
 
+        traceparent, tracestate = trace_metadata(context.invocation_metadata())
         outcome = await self.dataplane.handle(
             "grpc",
             request.model_name,
@@ -197,6 +212,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             work,
             request_id=request.id,
             authorize=lambda: self._authorize(context),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         if outcome.value is None:
             code = CODES.get(outcome.status, grpc.StatusCode.INTERNAL)

@@ -1,8 +1,9 @@
 """Log set-up: JSON lines (python-json-logger) or plain text (the default on a terminal),
 with the request id, model and version of the request being served taken from context
-variables.
+variables, and its trace id when the request came in a W3C trace (or tracing is on).
 
-``cli.py`` calls ``configure`` once at start-up; the app sets ``request_id`` per request.
+``cli.py`` calls ``configure`` once at start-up; the app sets ``request_id`` per request,
+``tracing.RequestTrace`` sets ``trace_id``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 model_name: ContextVar[str | None] = ContextVar("model_name", default=None)
+trace_id: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -27,13 +29,16 @@ object a line is about."""
 
 
 class ContextFilter(logging.Filter):
-    """Adds request_id and model to every record made while serving a request."""
+    """Adds request_id, model and trace_id to every record made while serving a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id.get()
         if getattr(record, "model", None) is None:
             record.model = model_name.get()
+        trace = trace_id.get()
+        if trace is not None:  # only on a traced request's lines, not null on every line
+            record.trace_id = trace
         record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate
         return True
 

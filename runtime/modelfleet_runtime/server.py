@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from modelfleet_runtime import grpc_api, http_limits, tls_server
+from modelfleet_runtime import grpc_api, http_limits, tls_server, tracing
 from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
@@ -96,9 +96,10 @@ def build(
     ``prefetch``, the model's first listing and download are already under way."""
     metrics = prefetch.metrics if prefetch is not None else Metrics()
     registry = ModelRegistry(settings.model_name)
+    tracer = tracing.start(settings)  # None unless --tracing: no OpenTelemetry at all
     source = prefetch.source() if prefetch is not None else open_source(settings, metrics)
-    repository = ModelRepository(settings, registry, source, metrics)
-    dataplane = DataPlane(settings, registry, metrics)
+    repository = ModelRepository(settings, registry, source, metrics, tracer=tracer)
+    dataplane = DataPlane(settings, registry, metrics, tracer)
 
     async def background() -> None:
         await asyncio.gather(repository.run(), _announce(settings, registry))

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers.otlp import otlp_receiver
 from tests.helpers.runtime import stop_process
 
 pytestmark = pytest.mark.slow
@@ -190,6 +191,33 @@ def test_runtime_runs_as_its_non_root_user(runtime_server: tuple[str, int]) -> N
     status = Path(f"/proc/{pid}/status").read_text()
     (uids,) = [line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")]
     assert set(uids) == {str(UID)}
+
+
+def test_runtime_image_exports_spans_with_tracing_on(runtime_image: Image, tmp_path: Path) -> None:
+    """MODELFLEET_TRACING=true works in a pod (the image holds the otel extra): the spans of
+    loading the bundled iris reach an OTLP receiver on the host's loopback."""
+    with otlp_receiver() as receiver:
+        cmd = runtime_image.command(
+            tmp_path,
+            *runtime_image.config["Cmd"],
+            "--port",
+            str(_free_port()),
+            "--grpc-port",
+            "0",
+            MODELFLEET_HOST="127.0.0.1",
+            MODELFLEET_TRACING="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        )
+        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            load = receiver.wait_for("a load span", lambda s: s.name == "load", READY_DEADLINE_S)
+        finally:
+            stop_process(server)
+    assert (load.resource["service.name"], load.attributes["modelfleet.version"]) == (
+        "modelfleet",
+        1,
+    )
 
 
 @pytest.mark.parametrize("kind", ["runtime", "operator"])

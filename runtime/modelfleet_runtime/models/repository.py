@@ -3,7 +3,8 @@
 ``server.build`` hands ``ModelRepository.run`` to the app, whose lifespan starts it as a background
 task, so the server is live at once and ready when the first version is loaded. Each ``sync`` lists
 the versions storage holds, loads the ones the policy wants (fetch, verify, load, warm in a worker
-thread), publishes each, and only then retires versions the policy no longer wants. A version that
+thread; with tracing on, a ``load_version`` span holding ``fetch`` and ``load``), publishes
+each, and only then retires versions the policy no longer wants. A version that
 fails is recorded and not retried until its files change; a serving version is never retired unless
 a wanted one serves.
 """
@@ -11,12 +12,15 @@ a wanted one serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.metrics import Metrics
@@ -25,6 +29,7 @@ from modelfleet_runtime.models.policy import select_versions
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.startup import StartPhases
 from modelfleet_runtime.storage.base import ModelSource, RemoteVersion, StorageError
+from modelfleet_runtime.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +48,14 @@ class ModelRepository:
         source: ModelSource,
         metrics: Metrics,
         loader: Loader = OnnxModel.load,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.source = source
         self.metrics = metrics
         self.loader = loader
+        self.tracer = tracer
         self._loaded: dict[int, str] = {}  # version -> fingerprint of the files it came from
         self._failed: dict[int, str] = {}  # version -> fingerprint that failed
         self._lock = asyncio.Lock()
@@ -110,19 +117,22 @@ class ModelRepository:
         self.registry.mark_loading(number)
         started = time.perf_counter()
         phases = StartPhases()
-        try:
-            path = await self.source.fetch(remote, phases)
-        except StorageError as exc:
-            self._load_failed(number, fingerprint, exc)
-            return
-        try:
-            model = await asyncio.to_thread(
-                self.loader, self.registry.name, number, path, self.settings
-            )
-        except ModelLoadError as exc:
-            self.source.release(path)
-            self._load_failed(number, fingerprint, exc)
-            return
+        with self._span("load_version", number):
+            try:
+                with self._span("fetch", number):
+                    path = await self.source.fetch(remote, phases)
+            except StorageError as exc:
+                self._load_failed(number, fingerprint, exc)
+                return
+            try:
+                with self._span("load", number):
+                    model = await asyncio.to_thread(
+                        self.loader, self.registry.name, number, path, self.settings
+                    )
+            except ModelLoadError as exc:
+                self.source.release(path)
+                self._load_failed(number, fingerprint, exc)
+                return
         if model.graph_cache is not None:
             self.metrics.optimized_cache.labels(self.registry.name, model.graph_cache).inc()
         previous = self.registry.versions.get(number)  # its files changed in storage
@@ -136,6 +146,13 @@ class ModelRepository:
         phases.seconds.update(load=model.load_seconds, warmup=model.warmup_seconds)
         self.metrics.record_start(self.registry.name, number, phases.seconds)
         log.info("version %d loaded and serving", number, extra={"model_version": number})
+
+    def _span(self, name: str, number: int) -> AbstractContextManager[Any]:
+        """A span (tracing on) around one step of loading version ``number``; a failure
+        leaves it with the exception and an error status."""
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        return self.tracer.span(name, {"modelfleet.version": number})
 
     def _retire(self, wanted: set[int]) -> None:
         # Availability first: old versions go only once a wanted one serves.
