@@ -78,6 +78,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     blobs = {1: onnx_models.add_constant(1.0), 2: b"not an ONNX model"}
     repo = onnx_models.write_repository(tmp_path / MODEL, blobs)
     args = ["--model-uri", str(repo), "--version-policy", "all", "--grpc-port", "0"]
+    args += ["--cache-dir", str(tmp_path / "cache")]  # the model cache's panel has data too
     operator_port = free_port()
     (rule,) = render({"prometheusRule": {"enabled": True}}).of_kind("PrometheusRule")
     rules = tmp_path / "rules.yaml"
@@ -148,7 +149,7 @@ async def test_every_panel_query_returns_data(
             "/api/v1/label/model/values", params={"match[]": "modelfleet_requests_total"}
         )
     assert not empty, "queries without data: " + "; ".join(f"{q.panel}: {q.expr}" for q in empty)
-    assert len(QUERIES) == 32 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 23
+    assert len(QUERIES) == 36 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 25
     # The template variables' own queries (label_values) find the test's namespace and model.
     assert NS in namespaces.json()["data"] and MODEL in models.json()["data"]
 
