@@ -98,12 +98,14 @@ def test_sigterm_lets_16_in_flight_requests_finish_and_exits_0(tmp_path: Path) -
     # last one arrives, even on a loaded machine, so "N in flight" is reached for sure.
     repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow(steps=96)})
     args = ["--model-uri", str(repo), "--inference-threads", "16", "--intra-op-threads", "1"]
+    # 16 requests of ~1 s on 2 cores can outlast the default 25 s grace on a loaded machine:
+    # the test is about draining, so give the drain all the time it needs.
+    args += ["--grace-period", "240"]
     with serve_process(tmp_path, *args) as served:
         url = f"{served.url}/v2/models/slow/infer"
         with ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(httpx.post, url, json={"inputs": [ROW]}, timeout=60)]
-            futures += [
-                pool.submit(httpx.post, url, json={"inputs": [ROW]}, timeout=60) for _ in range(15)
+            futures = [
+                pool.submit(httpx.post, url, json={"inputs": [ROW]}, timeout=240) for _ in range(16)
             ]
             wait_until(lambda: _in_flight(served.url) >= 16, 20, "16 requests in flight")
             served.process.send_signal(signal.SIGTERM)
@@ -166,6 +168,7 @@ def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
     repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow(steps=96)})
     port = free_port()
     args = ["--model-uri", str(repo), "--inference-threads", "4", "--grpc-port", str(port)]
+    args += ["--grace-period", "240"]  # as above: the drain, not the machine's speed, is tested
     with serve_process(tmp_path, *args) as served:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -174,7 +177,7 @@ def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
             request.inputs.add(name="input0", datatype="FP32", shape=[1, 4])
             request.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
             with ThreadPoolExecutor(4) as pool:
-                calls = [pool.submit(stub.ModelInfer, request, timeout=60) for _ in range(4)]
+                calls = [pool.submit(stub.ModelInfer, request, timeout=240) for _ in range(4)]
                 wait_until(lambda: _in_flight(served.url) >= 4, 20, "4 gRPC calls in flight")
                 served.process.send_signal(signal.SIGTERM)
                 replies = [c.result() for c in calls]
