@@ -17,6 +17,7 @@ other scheme clients, which is the thread's first job).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import Future, wait
 from pathlib import Path
@@ -44,7 +45,14 @@ class Prefetch:
         self._listing: Future[dict[int, RemoteVersion]] = Future()
         self._fetches: dict[tuple[int, str], Future[Fetched]] = {}
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="modelfleet-prefetch", daemon=True)
+        # The thread runs in a copy of the caller's context: its log lines carry the served
+        # model (``logs.model_name``) like the server's own.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name="modelfleet-prefetch",
+            daemon=True,
+        )
 
     def start(self) -> Prefetch:
         """Start the thread and wait until it has imported the storage code and opened the
