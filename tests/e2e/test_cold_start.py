@@ -64,7 +64,6 @@ def test_last_cold_start_comes_from_the_pods(cluster: Cluster, namespace: str) -
         f"lastColdStartSeconds {expected}",
     )
     assert isinstance(shown["lastColdStartSeconds"], int)
-    print(f"lastColdStartSeconds under kwok: {expected}")  # noqa: T201
 
     # A new pod (one deleted, its ReplicaSet makes another): the figure follows the newest.
     cluster.kubectl("delete", "pod", pods[0]["metadata"]["name"], "-n", namespace, "--wait")
@@ -99,7 +98,6 @@ def test_a_missing_cache_claim_is_reported_then_recovers(cluster: Cluster, names
     cond = wait_for(refused, 60, "PredictorReady reason PodUnschedulable")
     assert cond["status"] == "False"
     assert 'persistentvolumeclaim "absent-cache" not found' in cond["message"], cond
-    print(f"PredictorReady: {cond['message']}")  # noqa: T201
     pods = cluster.list("pods", namespace, f"{ISVC_LABEL}=cached")
     assert pods and all(p["status"]["phase"] == "Pending" for p in pods)
     volumes = pods[0]["spec"]["volumes"]
