@@ -387,6 +387,12 @@ def commands(binaries: dict[str, Path], home: Path, ports: dict[str, int]) -> di
             f"--secure-port={port}",
             "--leader-elect=false",
             "--profiling=false",
+            # The default client rate (20 QPS for the controller-manager) is shared by all its
+            # controllers: deleting a few namespaces at once (each a sweep over every resource
+            # type) then delays unrelated work, e.g. a new namespace's default ServiceAccount by
+            # over 30 s (seen in CI). One local cluster has the API server to itself.
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
         ]
 
     etcd_client = f"http://127.0.0.1:{ports['etcd']}"

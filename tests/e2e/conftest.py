@@ -69,6 +69,9 @@ def create_namespace(cluster: Cluster, name: str, labels: dict[str, str] | None 
         "metadata": {"name": name, "labels": {**RESTRICTED, **(labels or {})}},
     }
     cluster.apply(namespace)
+    # The serviceaccounts controller would make it too, but its turn can come late on a busy
+    # machine (CI once waited over 30 s); it leaves an existing one alone, so make it here.
+    cluster.kubectl("create", "serviceaccount", "default", "-n", name, check=False)
     wait_for(lambda: cluster.get("serviceaccount", "default", name), 30, f"{name}/default SA")
 
 
