@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from modelfleet_client import tensors
+from modelfleet_runtime import jsontensors
 from modelfleet_runtime.errors import BadRequestError
 from modelfleet_runtime.protocol import (
     DATATYPES,
@@ -100,6 +101,8 @@ def check_shape(raw: Any, name: str, max_elements: int) -> tuple[tuple[int, ...]
 
 def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[Any, Any]:
     """Convert JSON data (flat or nested lists) to a flat array of ``datatype``."""
+    if isinstance(data, jsontensors.Numbers):  # already an array: a large body's fast lane
+        return _counted(cast_values(data.array, name, datatype, DATATYPES[datatype]), name, count)
     if not isinstance(data, list):
         raise BadRequestError(f"input '{name}': data must be a list")
     dtype = DATATYPES[datatype]
@@ -117,6 +120,10 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
             array = cast_values(array, name, datatype, dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
+    return _counted(array, name, count)
+
+
+def _counted(array: np.ndarray[Any, Any], name: str, count: int) -> np.ndarray[Any, Any]:
     if array.size != count:
         raise BadRequestError(
             f"input '{name}': shape holds {count} elements but data has {array.size}"
@@ -190,7 +197,8 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
             )
         binary = memoryview(body)[split:]
         body = body[:split]
-    request = _object(loads(body), "request body")
+    document = jsontensors.parse(body, MAX_JSON_DEPTH)
+    request = _object(loads(body) if document is None else document, "request body")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequestError("request must have a non-empty 'inputs' list")

@@ -1,0 +1,181 @@
+"""Large JSON requests: tensor ``data`` parsed straight into numpy, without Python floats.
+
+A 1x3x224x224 image as JSON is 150,528 numbers. ``orjson.loads`` turns each into a Python
+float and ``np.asarray`` then walks them again; together they are almost all of such a
+request's time. simdjson (the pysimdjson binding) parses the body once into its own tape, and
+``Array.as_buffer`` copies a number array off that tape into a C buffer of doubles or int64s,
+which numpy wraps without a copy. Only the small rest of the document (names, shapes,
+parameters) becomes Python objects.
+
+This module is a fast lane, never a second definition of the protocol: ``parse`` returns the
+same document ``codec.loads`` would, except that each eligible ``data`` list arrives as a
+``Numbers`` (the flat array numpy would have made of it), or ``None`` whenever it cannot prove
+that. ``codec`` then validates exactly as before, so every check and error message stays in
+one place, and ``None`` sends the body down the orjson path, which answers every malformed
+body as it always has. The lane is taken only where the result is bit for bit what the orjson
+path gives (``tests/unit/runtime/test_jsontensors.py`` checks that on generated bodies):
+
+- a body of at least ``MIN_BODY`` bytes (below that, orjson is faster), without backslashes
+  (string escapes, where the two parsers may differ on lone surrogates), without duplicate
+  keys in the objects read (orjson keeps the last, simdjson's lookup the first);
+- every input's ``data`` a rectangular array of plain numbers, for a float or integer
+  datatype (BOOL, BYTES and anything else go the orjson way): simdjson reads a number the way
+  orjson does (both round correctly to the nearest double), and integers become int64 as
+  numpy makes them from Python ints;
+- no array nested where the walk of the declared nesting did not find one: ``as_buffer``
+  flattens whatever it meets, so the body's count of ``[`` must equal the arrays the document
+  holds (a ``[`` inside a string makes the count larger, and the body takes the orjson path);
+- for float datatypes, no all-integral array with a value past 2**53, where orjson's path
+  would have cast int64 to the datatype once and this one rounds through a double first;
+- nesting no deeper than ``codec.MAX_JSON_DEPTH``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simdjson
+
+MIN_BODY = 64 * 1024
+"""Smallest body worth the fast lane (a parser per body costs more than orjson below it)."""
+
+_FLOAT = frozenset({"FP16", "FP32", "FP64"})
+_INTEGER = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+_EXACT = 2.0**53  # every integer up to here is a double, exactly
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """A ``data`` array read by simdjson: flat float64 or int64, as numpy would infer it."""
+
+    array: np.ndarray[Any, Any]
+    arrays: int  # JSON arrays it was written as (1 when flat)
+    depth: int  # its nesting depth (1 when flat)
+
+
+class _NotHere(Exception):
+    """This body is for the orjson path."""
+
+
+def parse(body: bytes, max_depth: int) -> dict[str, Any] | None:
+    """The request document with each ``data`` as ``Numbers``, or None for the orjson path."""
+    if len(body) < MIN_BODY or b"\\" in body:
+        return None
+    try:
+        document = simdjson.Parser().parse(body)
+        request, arrays, depth = _request(document)
+    except (_NotHere, ValueError, TypeError, RuntimeError, KeyError, IndexError, RecursionError):
+        return None
+    if arrays != _brackets(body) or depth > max_depth:
+        return None
+    return request
+
+
+def _brackets(body: bytes) -> int:
+    """The ``[`` in a body (numpy counts 5x faster than ``bytes.count``)."""
+    return int(np.count_nonzero(np.frombuffer(body, np.uint8) == ord("[")))
+
+
+def _request(document: Any) -> tuple[dict[str, Any], int, int]:
+    top = _keys(document)
+    request: dict[str, Any] = {}
+    arrays, depth = 0, 1
+    for key in top:
+        value = document[key]
+        if key == "inputs" and isinstance(value, simdjson.Array):
+            request[key], n, d = _inputs(value)
+        else:
+            request[key] = _python(value)
+            n, d = _shape_of(request[key])
+        arrays, depth = arrays + n, max(depth, 1 + d)
+    return request, arrays, depth
+
+
+def _inputs(inputs: Any) -> tuple[list[dict[str, Any]], int, int]:
+    items: list[dict[str, Any]] = []
+    arrays, depth = 1, 1
+    for raw in inputs:
+        item: dict[str, Any] = {}
+        keys = _keys(raw)
+        datatype = raw["datatype"] if "datatype" in keys else None
+        for key in keys:
+            value = raw[key]
+            if key == "data":
+                item[key] = _numbers(value, datatype)
+                n, d = item[key].arrays, item[key].depth
+            else:
+                item[key] = _python(value)
+                n, d = _shape_of(item[key])
+            arrays, depth = arrays + n, max(depth, 2 + d)
+        items.append(item)
+    return items, arrays, depth
+
+
+def _keys(value: Any) -> list[str]:
+    if not isinstance(value, simdjson.Object):
+        raise _NotHere
+    keys = list(value.keys())
+    if len(set(keys)) != len(keys):
+        raise _NotHere
+    return keys
+
+
+def _numbers(data: Any, datatype: Any) -> Numbers:
+    if not isinstance(data, simdjson.Array) or datatype not in _FLOAT | _INTEGER:
+        raise _NotHere
+    arrays, depth, count = _rectangle(data)
+    floats = datatype in _FLOAT
+    if floats:
+        array = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+    else:
+        array = np.frombuffer(data.as_buffer(of_type="i"), dtype=np.int64)
+    if array.size != count:
+        raise _NotHere
+    if floats and array.size and np.abs(array).max() >= _EXACT:
+        if np.array_equal(array, np.floor(array)):
+            raise _NotHere
+    return Numbers(array, arrays, depth)
+
+
+def _rectangle(data: Any) -> tuple[int, int, int]:
+    """Arrays, depth and element count of a rectangular nesting; raise for a ragged one.
+
+    Walks every array above the innermost level (a 1x3x224x224 image: 676 of them), and
+    checks each innermost one's length; what lies inside those is left to ``as_buffer`` (only
+    numbers) and to the ``[`` count (no arrays)."""
+    level = [data]
+    arrays, depth = 1, 1
+    while True:
+        width = len(level[0])
+        if any(len(a) != width for a in level):
+            raise _NotHere
+        if not width or not isinstance(level[0][0], simdjson.Array):
+            return arrays, depth, len(level) * width
+        below = [child for a in level for child in a]
+        if not all(isinstance(child, simdjson.Array) for child in below):
+            raise _NotHere
+        level = below
+        arrays, depth = arrays + len(below), depth + 1
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _shape_of(value: Any) -> tuple[int, int]:
+    """Arrays in a plain Python value, and its nesting depth (0 for a scalar)."""
+    if isinstance(value, dict):
+        children = [_shape_of(v) for v in value.values()]
+        arrays = 0
+    elif isinstance(value, list):
+        children = [_shape_of(v) for v in value]
+        arrays = 1
+    else:
+        return 0, 0
+    return arrays + sum(n for n, _ in children), 1 + max((d for _, d in children), default=0)
