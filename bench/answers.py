@@ -1,14 +1,17 @@
 """Checks a server's answer numerically against ONNX Runtime in-process, before any timing.
 
-``bench/run.py`` calls ``check(server_url, body, expected)``; a server whose answer differs is
-reported and not timed.
+``bench/run.py`` calls ``check(server_url, body, expected)`` (HTTP) or ``check_grpc(address,
+model, request_file, expected)`` (gRPC, through bench/servers/grpc_answer.py); a server whose
+answer differs is reported and not timed. ``bench/check.py`` checks its two servers the same way.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 from load import Body
@@ -44,12 +47,31 @@ def fetch_output(url: str, body: Body, name: str = "output0") -> np.ndarray:
     raise RuntimeError(f"no output {name!r} in {[o['name'] for o in head['outputs']]}")
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def check(url: str, body: Body, expected: np.ndarray) -> str | None:
     """None when the answer matches (rtol 1e-4, atol 1e-5), else what went wrong."""
     try:
         got = fetch_output(url, body)
     except Exception as error:
         return f"request failed: {error}"
+    return compare(got, expected)
+
+
+def check_grpc(address: str, model: str, request: Path, expected: np.ndarray) -> str | None:
+    """The same check over gRPC: ghz's request file sent once to ``address``."""
+    python = HERE / ".work/venvs/ours/bin/python"
+    script = HERE / "servers/grpc_answer.py"
+    done = subprocess.run([str(python), str(script), address, str(request)],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    if done.returncode:
+        return f"{model} over gRPC failed: {done.stderr.strip()[-500:]}"
+    answer = json.loads(done.stdout)
+    return compare(np.asarray(answer["data"], dtype=np.float32).reshape(answer["shape"]), expected)
+
+
+def compare(got: np.ndarray, expected: np.ndarray) -> str | None:
     if got.size != expected.size:
         return f"shape {list(got.shape)} != {list(expected.shape)}"
     if not np.allclose(got.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5):

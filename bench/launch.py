@@ -95,7 +95,8 @@ def baseline(work: Path, rev: str) -> str:
 def start_ours(
     work: Path, label: str, model: str, path: Path, port: int, *flags: str, venv: str = "ours"
 ) -> Server:
-    """``modelfleet serve`` from bench/.work/venvs/VENV: ours, or ours-COMMIT (``baseline``)."""
+    """``modelfleet serve`` from bench/.work/venvs/VENV: ours, or ours-COMMIT (``baseline``),
+    its gRPC server on ``port + 1``."""
     exe = work / "venvs" / venv / "bin/modelfleet"
     model_dir = work / "tmp" / f"ours-{port}"
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -103,10 +104,12 @@ def start_ours(
         str(exe), "serve", "--model-uri", str(path), "--name", model, "--port", str(port),
         "--host", "127.0.0.1", "--intra-op-threads", "1", "--inter-op-threads", "1",
         "--log-level", "WARNING", "--poll-interval", "0", "--model-dir", str(model_dir),
-        "--grpc-port", "0", *flags,  # gRPC on as by default, on a free port (several run)
+        "--grpc-port", str(port + 1), *flags,  # gRPC on, as by default
     ]  # fmt: skip
     log = work / "logs" / f"{label}-{port}.log"
-    return Server(label, "ours", model, port, _spawn(command, log), log)
+    server = Server(label, "ours", model, port, _spawn(command, log), log)
+    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
+    return server
 
 
 def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Server:
@@ -117,15 +120,20 @@ def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Se
     return Server(label, "floor", model, port, _spawn(command, log), log)
 
 
-def start_kserve(work: Path, label: str, model: str, path: Path, port: int) -> Server:
+def start_kserve(
+    work: Path, label: str, model: str, path: Path, port: int, grpc: bool = False
+) -> Server:
+    """KServe's ModelServer; ``grpc``: its gRPC server too, on ``port + 1``."""
     command = [
         str(work / "venvs/kserve/bin/python"), str(HERE / "servers/kserve_onnx.py"),
-        "--http_port", str(port), "--grpc_port", str(port + 1), "--enable_grpc", "false",
+        "--http_port", str(port), "--grpc_port", str(port + 1), "--enable_grpc", str(grpc).lower(),
         "--enable_latency_logging", "false", "--configure_logging", "false",
     ]  # fmt: skip
     env = {"BENCH_MODEL_NAME": model, "BENCH_MODEL_PATH": str(path)}
     log = work / "logs" / f"{label}-{port}.log"
-    return Server(label, "kserve", model, port, _spawn(command, log, env=env), log)
+    server = Server(label, "kserve", model, port, _spawn(command, log, env=env), log)
+    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
+    return server
 
 
 def start_mlserver(
@@ -155,7 +163,9 @@ def start_mlserver(
     (folder / "model-settings.json").write_text(json.dumps(model_settings))
     command = [str(work / "venvs/mlserver/bin/mlserver"), "start", str(folder)]
     log = work / "logs" / f"{label}-{port}.log"
-    return Server(label, "mlserver", model, port, _spawn(command, log, cwd=folder), log)
+    server = Server(label, "mlserver", model, port, _spawn(command, log, cwd=folder), log)
+    server.extra["grpc"] = f"127.0.0.1:{port + 1}"  # MLServer always serves gRPC
+    return server
 
 
 def wait_ready(server: Server, deadline_s: float = 120.0) -> None:

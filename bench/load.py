@@ -1,7 +1,8 @@
-"""The load generator: Debian's wrk (C, epoll) with bench/post.lua, pinned to CPU 1.
+"""The load generators, pinned to CPU 1: Debian's wrk (C, epoll) with bench/post.lua for HTTP,
+and ghz (Go, built from the Go module proxy by ``require_ghz``) for gRPC.
 
-``run_wrk`` runs one trial and returns wrk's own summary (requests, latency percentiles in
-microseconds, errors). Called by ``bench/run.py``.
+``run_wrk`` and ``run_ghz`` run one trial each and return the tool's own summary in one shape
+(requests, latency percentiles in microseconds, errors). Called by ``bench/run.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LUA = Path(__file__).resolve().parent / "post.lua"
+PROTO = Path(__file__).resolve().parent.parent / "client/modelfleet_client/oip/inference.proto"
+GHZ_VERSION = "v0.93.0"  # the newest the Go module proxy lists
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,48 @@ def run_wrk(
             stats["errors"] = sum(v for k, v in stats.items() if k.startswith("errors_"))
             return stats
     raise RuntimeError(f"wrk gave no summary (rc {done.returncode}): {done.stderr[-2000:]}")
+
+
+def require_ghz(work: Path) -> str:
+    """ghz, built once into WORK/bin from the Go module proxy (a minute; needs Go)."""
+    ghz = work / "bin" / "ghz"
+    if not ghz.exists():
+        env = {**os.environ, "GOBIN": str(ghz.parent)}
+        command = ["go", "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"]
+        subprocess.run(command, env=env, check=True)
+    return str(ghz)
+
+
+def run_ghz(
+    ghz: str, address: str, data: Path, streams: int, seconds: float, cpu: int = 1
+) -> dict[str, float]:
+    """One ghz trial: ``streams`` concurrent ModelInfer calls on one HTTP/2 connection (as a
+    gRPC client with one channel sends them). Calls still in flight when the time is up are
+    left out of the count (``--duration-stop ignore``), not counted as errors."""
+    command = [
+        "taskset", "-c", str(cpu), ghz, "--insecure", "--proto", str(PROTO),
+        "--import-paths", str(PROTO.parent.parent.parent),
+        "--call", "inference.GRPCInferenceService.ModelInfer", "--data-file", str(data),
+        "-c", str(streams), "--connections", "1", "-z", f"{max(1, round(seconds))}s",
+        "--duration-stop", "ignore", "--cpus", "1", "--timeout", "10s", "--format", "json",
+        address,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        message = f"ghz gave no report (rc {done.returncode}): {done.stderr[-2000:]}"
+        raise RuntimeError(message) from None
+    latency = {p["percentage"]: p["latency"] / 1000 for p in report["latencyDistribution"] or []}
+    codes = report.get("statusCodeDistribution") or {}
+    ok = codes.get("OK", 0)
+    return {
+        "requests": ok,
+        "duration_us": report["total"] / 1000,
+        "rps": ok / (report["total"] / 1e9),
+        "p50_us": latency.get(50, 0.0),
+        "p90_us": latency.get(90, 0.0),
+        "p99_us": latency.get(99, 0.0),
+        "mean_us": report["average"] / 1000,
+        "errors": sum(codes.values()) - ok,
+    }

@@ -113,6 +113,18 @@ def json_body(array: np.ndarray) -> bytes:
     return json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode()
 
 
+def grpc_body(model: str, array: np.ndarray) -> bytes:
+    """A gRPC ModelInferRequest in protobuf's JSON form, for ghz (``--data-file``): the numbers
+    in ``contents.fp32_contents``, the typed field every gRPC server of the protocol reads."""
+    tensor = {
+        "name": "input0",
+        "shape": list(array.shape),
+        "datatype": "FP32",
+        "contents": {"fp32_contents": array.ravel().tolist()},
+    }
+    return json.dumps({"model_name": model, "inputs": [tensor]}).encode()
+
+
 def binary_body(array: np.ndarray) -> tuple[bytes, int]:
     """The binary tensor extension: a JSON header then the raw little-endian tensor bytes.
     Returns (body, Inference-Header-Content-Length)."""
