@@ -120,6 +120,16 @@ def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Se
     return Server(label, "floor", model, port, _spawn(command, log), log)
 
 
+def start_grpc_floor(work: Path, label: str, model: str, path: Path, port: int) -> Server:
+    """The grpc.aio reference floor (bench/servers/grpc_floor.py), gRPC on ``port + 1``."""
+    script = str(HERE / "servers/grpc_floor.py")
+    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port)]
+    log = work / "logs" / f"{label}-{port}.log"
+    server = Server(label, "floor", model, port, _spawn(command, log), log)
+    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
+    return server
+
+
 def start_kserve(
     work: Path, label: str, model: str, path: Path, port: int, grpc: bool = False
 ) -> Server:

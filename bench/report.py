@@ -120,6 +120,11 @@ def render(run: dict[str, Any]) -> str:
             "uvicorn can do per request (no validation, metrics or errors): a reference, not "
             "a peer. 'ours+batch0': our runtime with --max-batch-size 32 --max-queue-delay-us 0."
         )
+    if any(t["target"] == "grpc.aio floor" for t in run["trials"]):
+        notes.append(
+            "'grpc.aio floor' is bench/servers/grpc_floor.py, the least a grpc.aio server (the "
+            "stack of all three gRPC servers here) can do per ModelInfer call: a reference."
+        )
     lines += ["", "### Notes", ""] + [f"- {n}" for n in notes]
     lines += [
         "",

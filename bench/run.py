@@ -185,6 +185,8 @@ def start_servers(
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18060))
         elif name == "grpc":  # every server's gRPC port (HTTP stays up for readiness)
             ours("ours", 18080)
+            if "floor" not in skip:  # reference: grpc.aio with nothing else (not a peer)
+                servers.append(launch.start_grpc_floor(WORK, "grpc.aio floor", m, path, 18085))
             if "kserve" not in skip:
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18090, grpc=True))
             if "mlserver" not in skip:

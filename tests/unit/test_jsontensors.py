@@ -202,3 +202,13 @@ def test_integral_floats_past_two_to_53_still_take_the_lane_when_not_all_integra
     body = request([Raw("1e300"), 0.5], [2], "FP64")
     assert lane(body)
     assert_same(body)
+
+
+def test_a_document_still_alive_does_not_stop_the_lane() -> None:
+    """The thread's parser is reused; a document of an earlier body kept alive somewhere makes
+    simdjson refuse the reuse, and the lane takes a new parser rather than the orjson path."""
+    held = jsontensors._parse(request([1.5], [1]))
+    body = request(image(3).reshape(-1).tolist(), [192])
+    assert lane(body)
+    assert_same(body)
+    assert held["inputs"][0]["data"][0] == 1.5
