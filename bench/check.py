@@ -1,4 +1,4 @@
-"""The hot path's regression guard: ``bench/run.sh check [--reps 3 --duration 3 --min 0.60]``.
+"""The hot path's regression guard: ``bench/run.sh check [--reps 3 --duration 3 --min 0.50]``.
 
 Run it before merging a change to the request path. It serves MLP-small from this checkout
 and from the raw-ASGI floor (``bench/servers/asgi_floor.py``: the same uvicorn, uvloop and
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per trial")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--min", type=float, default=0.60, help="lowest share of the floor")
+    parser.add_argument("--min", type=float, default=0.50, help="lowest share of the floor")
     args = parser.parse_args()
     require_wrk()
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU

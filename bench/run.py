@@ -215,7 +215,10 @@ def run_scenario(scenario: Scenario, expected: np.ndarray, reps: int, seconds: f
                  notes: list[str]) -> list[dict[str, Any]]:  # fmt: skip
     targets = []
     for t in scenario.targets:
-        problem = answers.check(t.server.url, t.body, expected)
+        if t.grpc is None:
+            problem = answers.check(t.server.url, t.body, expected)
+        else:
+            problem = answers.check_grpc(t.server.extra["grpc"], t.server.model, t.grpc, expected)
         if problem:
             notes.append(f"{scenario.name}/{t.label}: answer check failed, not timed: {problem}")
         else:

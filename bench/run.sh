@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The runtime benchmark in one command: bench/run.sh [--reps 3 --duration 5 --only small wide conv]
-# The hot path's regression guard (bench/check.py, about 30 s): bench/run.sh check [--min 0.60]
+# The hot path's regression guard (bench/check.py, about 30 s): bench/run.sh check [--min 0.50]
 # Creates the virtual environments it needs under bench/.work/venvs/ on first use (ours: this
 # repository; kserve==0.21.*; mlserver==1.7.1 with uvloop==0.21.0; bench: the driver's tools),
 # installs Debian's wrk if missing, then runs bench/run.py (see its docstring).
