@@ -13,7 +13,7 @@ same document ``codec.loads`` would, except that each eligible ``data`` list arr
 that. ``codec`` then validates exactly as before, so every check and error message stays in
 one place, and ``None`` sends the body down the orjson path, which answers every malformed
 body as it always has. The lane is taken only where the result is bit for bit what the orjson
-path gives (``tests/unit/runtime/test_jsontensors.py`` checks that on generated bodies):
+path gives (``tests/unit/test_jsontensors.py`` checks that on generated bodies):
 
 - a body of at least ``MIN_BODY`` bytes (below that, orjson is faster), without backslashes
   (string escapes, where the two parsers may differ on lone surrogates), without duplicate
@@ -40,7 +40,8 @@ import numpy as np
 import simdjson
 
 MIN_BODY = 64 * 1024
-"""Smallest body worth the fast lane (a parser per body costs more than orjson below it)."""
+"""Smallest body for the fast lane: below it a body is parsed in microseconds either way, and
+the orjson path spares it the lane's fixed steps (the bracket count, the key checks)."""
 
 _FLOAT = frozenset({"FP16", "FP32", "FP64"})
 _INTEGER = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})

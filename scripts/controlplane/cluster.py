@@ -475,15 +475,20 @@ def save_state(home: Path, state: dict[str, Any]) -> None:
 
 
 def alive(pid: int | None, argv0: str) -> bool:
-    """Whether ``pid`` is still the process we started (not a recycled PID)."""
+    """Whether ``pid`` is still the process we started (not a recycled PID). A child of ours
+    with an empty command line counts as alive: ``Popen`` returns once the exec has begun, and
+    the kernel sets the new program's arguments last (CI once read it empty just then and took
+    kube-apiserver for "replaced"); an exiting child also reads empty, and is a zombie at the
+    next poll. (Kernel threads read empty too, so only our own children get this benefit.)"""
     if not pid:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+        state, parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
         return False
-    return cmdline == argv0 and status != "Z"
+    starting = cmdline == "" and int(parent) == os.getpid()
+    return (cmdline == argv0 or starting) and state != "Z"
 
 
 def start(home: Path, state: dict[str, Any], name: str) -> None:
