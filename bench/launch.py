@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Server:
-    """One running server: ``url`` is its V2 infer endpoint."""
+    """One running server: ``url`` is its V2 infer endpoint; every server that serves gRPC
+    here does so on the next port (``grpc``)."""
 
     label: str
     kind: str
@@ -38,11 +39,14 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.port + 1}"
 
     @property
     def url(self) -> str:
@@ -107,27 +111,18 @@ def start_ours(
         "--grpc-port", str(port + 1), *flags,  # gRPC on, as by default
     ]  # fmt: skip
     log = work / "logs" / f"{label}-{port}.log"
-    server = Server(label, "ours", model, port, _spawn(command, log), log)
-    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
-    return server
+    return Server(label, "ours", model, port, _spawn(command, log), log)
 
 
-def start_floor(work: Path, label: str, model: str, path: Path, port: int) -> Server:
-    """The raw-ASGI reference floor (bench/servers/asgi_floor.py) from the "ours" venv."""
-    script = str(HERE / "servers/asgi_floor.py")
-    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port)]
+def start_floor(
+    work: Path, label: str, model: str, path: Path, port: int, script: str = "asgi_floor.py"
+) -> Server:
+    """A reference floor from bench/servers/ in the "ours" venv: the raw-ASGI one, or
+    ``grpc_floor.py`` (grpc.aio, gRPC on ``port + 1``)."""
+    command = [str(work / "venvs/ours/bin/python"), str(HERE / "servers" / script), str(path),
+               model, str(port)]  # fmt: skip
     log = work / "logs" / f"{label}-{port}.log"
     return Server(label, "floor", model, port, _spawn(command, log), log)
-
-
-def start_grpc_floor(work: Path, label: str, model: str, path: Path, port: int) -> Server:
-    """The grpc.aio reference floor (bench/servers/grpc_floor.py), gRPC on ``port + 1``."""
-    script = str(HERE / "servers/grpc_floor.py")
-    command = [str(work / "venvs/ours/bin/python"), script, str(path), model, str(port)]
-    log = work / "logs" / f"{label}-{port}.log"
-    server = Server(label, "floor", model, port, _spawn(command, log), log)
-    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
-    return server
 
 
 def start_kserve(
@@ -141,9 +136,7 @@ def start_kserve(
     ]  # fmt: skip
     env = {"BENCH_MODEL_NAME": model, "BENCH_MODEL_PATH": str(path)}
     log = work / "logs" / f"{label}-{port}.log"
-    server = Server(label, "kserve", model, port, _spawn(command, log, env=env), log)
-    server.extra["grpc"] = f"127.0.0.1:{port + 1}"
-    return server
+    return Server(label, "kserve", model, port, _spawn(command, log, env=env), log)
 
 
 def start_mlserver(
@@ -173,9 +166,7 @@ def start_mlserver(
     (folder / "model-settings.json").write_text(json.dumps(model_settings))
     command = [str(work / "venvs/mlserver/bin/mlserver"), "start", str(folder)]
     log = work / "logs" / f"{label}-{port}.log"
-    server = Server(label, "mlserver", model, port, _spawn(command, log, cwd=folder), log)
-    server.extra["grpc"] = f"127.0.0.1:{port + 1}"  # MLServer always serves gRPC
-    return server
+    return Server(label, "mlserver", model, port, _spawn(command, log, cwd=folder), log)
 
 
 def wait_ready(server: Server, deadline_s: float = 120.0) -> None:

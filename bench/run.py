@@ -186,7 +186,9 @@ def start_servers(
         elif name == "grpc":  # every server's gRPC port (HTTP stays up for readiness)
             ours("ours", 18080)
             if "floor" not in skip:  # reference: grpc.aio with nothing else (not a peer)
-                servers.append(launch.start_grpc_floor(WORK, "grpc.aio floor", m, path, 18085))
+                servers.append(
+                    launch.start_floor(WORK, "grpc.aio floor", m, path, 18085, "grpc_floor.py")
+                )
             if "kserve" not in skip:
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18090, grpc=True))
             if "mlserver" not in skip:
@@ -218,7 +220,7 @@ def run_scenario(scenario: Scenario, expected: np.ndarray, reps: int, seconds: f
         if t.grpc is None:
             problem = answers.check(t.server.url, t.body, expected)
         else:
-            problem = answers.check_grpc(t.server.extra["grpc"], t.server.model, t.grpc, expected)
+            problem = answers.check_grpc(t.server.grpc, t.server.model, t.grpc, expected)
         if problem:
             notes.append(f"{scenario.name}/{t.label}: answer check failed, not timed: {problem}")
         else:
@@ -227,7 +229,7 @@ def run_scenario(scenario: Scenario, expected: np.ndarray, reps: int, seconds: f
     def load(t: Target, c: int, seconds: float) -> dict[str, float]:
         if t.grpc is None:
             return run_wrk(t.server.url, t.body, c, seconds)
-        return run_ghz(require_ghz(WORK), t.server.extra["grpc"], t.grpc, c, seconds)
+        return run_ghz(require_ghz(WORK), t.server.grpc, t.grpc, c, seconds)
 
     for t in targets:  # warm-up: JIT-free, but lets caches, pools and batchers settle
         load(t, max(scenario.connections), 1)
