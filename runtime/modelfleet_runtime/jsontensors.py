@@ -39,12 +39,12 @@ from typing import Any
 import numpy as np
 import simdjson
 
+from modelfleet_runtime.protocol import DATATYPES
+
 MIN_BODY = 64 * 1024
 """Smallest body for the fast lane: below it a body is parsed in microseconds either way, and
 the orjson path spares it the lane's fixed steps (the bracket count, the key checks)."""
 
-_FLOAT = frozenset({"FP16", "FP32", "FP64"})
-_INTEGER = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 _EXACT = 2.0**53  # every integer up to here is a double, exactly
 
 
@@ -153,10 +153,11 @@ def _keys(value: Any) -> list[str]:
 
 
 def _numbers(data: Any, datatype: Any) -> Numbers:
-    if not isinstance(data, simdjson.Array) or datatype not in _FLOAT | _INTEGER:
+    dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
+    if not isinstance(data, simdjson.Array) or dtype is None or dtype.kind not in "fiu":
         raise _NotHere
     arrays, depth, count = _rectangle(data)
-    floats = datatype in _FLOAT
+    floats = dtype.kind == "f"
     if floats:
         array = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
     else:
