@@ -1,5 +1,5 @@
 """Bytes on the wire <-> numpy arrays, for the Open Inference Protocol (JSON and the binary tensor
-data extension) and V1 ``:predict``.
+data extension). V1 ``:predict`` bodies are ``v1.py``'s, built on this module's parsing and casts.
 
 Called by ``fastpath.py`` on every HTTP inference request (and by ``grpc_api.py`` for its shape
 checks and casts), so it is the hot path: orjson for JSON, numpy for element conversion (no Python
@@ -12,7 +12,6 @@ uses for the other end of the same wire.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from modelfleet_runtime.protocol import (
     DATATYPES,
     InferRequest,
     InferResponse,
-    TensorSpec,
     datatype_of,
 )
 
@@ -67,7 +65,7 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
+def as_object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequestError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
@@ -114,7 +112,7 @@ def _from_json(data: Any, name: str, datatype: str, count: int) -> np.ndarray[An
         else:
             array = np.asarray(data).reshape(-1)
             if dtype.kind in "iu" and array.dtype.kind in "fO":
-                array = _exact_integers(data, name, datatype, dtype)
+                array = exact_integers(data, name, datatype, dtype)
             elif dtype.kind == "f" and array.dtype.kind == "O":
                 array = wide_numbers(data, name, datatype)
             array = cast_values(array, name, datatype, dtype)
@@ -131,7 +129,7 @@ def _counted(array: np.ndarray[Any, Any], name: str, count: int) -> np.ndarray[A
     return array
 
 
-def _exact_integers(
+def exact_integers(
     data: list[Any], name: str, datatype: str, dtype: np.dtype[Any]
 ) -> np.ndarray[Any, Any]:
     """Integers numpy could not infer exactly (UINT64's upper half arrives as float64)."""
@@ -198,7 +196,7 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
         binary = memoryview(body)[split:]
         body = body[:split]
     document = jsontensors.parse(body, MAX_JSON_DEPTH)
-    request = _object(loads(body) if document is None else document, "request body")
+    request = as_object(loads(body) if document is None else document, "request body")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequestError("request must have a non-empty 'inputs' list")
@@ -219,7 +217,7 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
 def _decode_input(
     raw: Any, index: int, binary: memoryview | None, max_elements: int
 ) -> tuple[str, np.ndarray[Any, Any], int]:
-    item = _object(raw, f"inputs[{index}]")
+    item = as_object(raw, f"inputs[{index}]")
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequestError(f"inputs[{index}] needs a 'name' string")
@@ -271,7 +269,7 @@ def _request(request: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]]) -
     names: list[str] = []
     binary_names: set[str] = set()
     for index, raw in enumerate(outputs):
-        out = _object(raw, f"outputs[{index}]")
+        out = as_object(raw, f"outputs[{index}]")
         name = out.get("name")
         if not isinstance(name, str):
             raise BadRequestError(f"outputs[{index}] needs a 'name' string")
@@ -324,75 +322,3 @@ def dumps(value: Any) -> bytes:
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
-
-
-# --- V1 (TensorFlow Serving style) -------------------------------------------------------
-
-
-def decode_v1(body: bytes, specs: Mapping[str, TensorSpec]) -> tuple[dict[str, Any], bool]:
-    """Decode ``{"instances": rows}`` or ``{"inputs": columns}`` into arrays typed after the
-    model's inputs. Returns the arrays and whether the request was row-shaped."""
-    request = _object(loads(body), "request body")
-    if ("instances" in request) == ("inputs" in request):
-        raise BadRequestError("request needs exactly one of 'instances' or 'inputs'")
-    rows = "instances" in request
-    payload = request["instances" if rows else "inputs"]
-    if rows:
-        payload = _columns(payload, specs)
-    if not isinstance(payload, dict):
-        if len(specs) != 1:
-            raise BadRequestError(f"model has inputs {sorted(specs)}: name them in an object")
-        payload = {next(iter(specs)): payload}
-    arrays = {}
-    for name, value in payload.items():
-        spec = specs.get(name)
-        if spec is None:
-            raise BadRequestError(f"unexpected input '{name}'; model has {sorted(specs)}")
-        arrays[name] = _v1_array(value, name, spec.datatype)
-    return arrays, rows
-
-
-def _columns(instances: Any, specs: Mapping[str, TensorSpec]) -> Any:
-    if not isinstance(instances, list) or not instances:
-        raise BadRequestError("'instances' must be a non-empty list")
-    if len(specs) == 1 and not isinstance(instances[0], dict):
-        return instances
-    if not all(isinstance(row, dict) for row in instances):
-        raise BadRequestError("each instance must be an object of input name to value")
-    return {name: [row.get(name) for row in instances] for name in instances[0]}
-
-
-def _v1_array(value: Any, name: str, datatype: str) -> np.ndarray[Any, Any]:
-    try:
-        if datatype == "BYTES":
-            return np.array(value, dtype=object)
-        dtype = DATATYPES[datatype]
-        array = np.asarray(value)
-        if dtype.kind in "iu" and array.dtype.kind in "fO":  # as _from_json does
-            array = _exact_integers(value, name, datatype, dtype).reshape(np.shape(value))
-        elif dtype.kind == "f" and array.dtype.kind == "O":
-            array = wide_numbers(value, name, datatype).reshape(np.shape(value))
-        if array.dtype.kind == "O":
-            raise ValueError("rows differ in length")
-        return cast_values(array, name, datatype, dtype)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise BadRequestError(f"input '{name}': data does not fit {datatype}: {exc}") from None
-
-
-def encode_v1(outputs: Mapping[str, np.ndarray[Any, Any]], rows: bool) -> bytes:
-    """``{"predictions": rows}`` for row requests, ``{"outputs": columns}`` otherwise; one
-    output is given bare, several by name."""
-    lists = {name: _plain(array) for name, array in outputs.items()}
-    if not rows:
-        return dumps({"outputs": next(iter(lists.values())) if len(lists) == 1 else lists})
-    if len(lists) == 1:
-        return dumps({"predictions": next(iter(lists.values()))})
-    count = min(len(v) for v in lists.values())
-    return dumps({"predictions": [{k: v[i] for k, v in lists.items()} for i in range(count)]})
-
-
-def _plain(array: np.ndarray[Any, Any]) -> list[Any]:
-    if array.dtype.kind == "O":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
-    result: list[Any] = array.tolist() if array.ndim else [array.item()]
-    return result

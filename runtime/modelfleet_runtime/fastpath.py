@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelfleet_runtime import codec
+from modelfleet_runtime import codec, v1
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.errors import BadRequestError, PayloadTooLargeError
 from modelfleet_runtime.models.onnx import OnnxModel
@@ -116,8 +116,8 @@ class FastPath:
             body = await read_body(receive, length, self.limit)
             if protocol == "v2":
                 return await self._v2(model, body, split)
-            inputs, rows = codec.decode_v1(body, model.inputs)
-            return codec.encode_v1(await self.dataplane.predict(model, inputs), rows), JSON
+            inputs, rows = v1.decode(body, model.inputs)
+            return v1.encode(await self.dataplane.predict(model, inputs), rows), JSON
 
         outcome = await self.dataplane.handle(
             protocol, name, raw, work, traceparent=traceparent, tracestate=tracestate
