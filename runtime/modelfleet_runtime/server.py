@@ -161,6 +161,7 @@ def serve(settings: Settings, prefetch: Prefetch | None = None) -> int:
         port=settings.port,
         loop="uvloop",
         http=http_limits.protocol_class(settings, dataplane.metrics),  # httptools, guarded
+        ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP, nothing imported
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.grace_period),

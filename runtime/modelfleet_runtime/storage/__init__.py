@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from ..config import Settings
 from ..metrics import Metrics
 from ..schemes import SCHEMES
-from . import gcs, https, local, oci, s3
 from .base import (
     AccessDeniedError,
     IntegrityError,
@@ -51,14 +52,25 @@ StoreOpener = Callable[[ParsedUri, Settings], tuple[ObjectStore, str | None]]
 """Builds a scheme's store for a URI, without any network call, and says which key the URI
 names when it names one file (None for a repository folder)."""
 
-STORES: dict[str, StoreOpener] = {  # every fetched scheme of schemes.SCHEMES (a test checks)
-    "s3": s3.open_store,
-    "gs": gcs.open_store,
-    "https": https.open_store,
-    "http": https.open_store,  # loopback only; see uri.check_scheme
-    "oci": oci.open_store,  # https only; see oci.py
-    "file": local.open_store,
+STORES: dict[str, str] = {  # every fetched scheme of schemes.SCHEMES (a test checks)
+    "s3": "s3",
+    "gs": "gcs",
+    "https": "https",
+    "http": "https",  # loopback only; see uri.check_scheme
+    "oci": "oci",  # https only; see oci.py
+    "file": "local",
 }
+"""Each scheme's module in this package: its ``open_store`` is a ``StoreOpener``, and a scheme
+of ``WRITERS`` has ``open_writable`` too. A module is imported when its scheme is first
+opened, so a server imports its own scheme's client only (boto3 for s3://, urllib3 for gs://
+and oci://): a start from s3:// skips the other clients' imports."""
+
+WRITERS = frozenset({"s3", "gs", "file"})
+"""The schemes ``modelfleet models push`` writes to (oci:// has its own protocol)."""
+
+
+def _module(scheme: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{STORES[scheme]}")
 
 
 def open_source(settings: Settings, metrics: Metrics | None = None) -> ModelSource:
@@ -70,35 +82,24 @@ def open_source(settings: Settings, metrics: Metrics | None = None) -> ModelSour
     """
     parsed = parse_uri(settings.model_uri)
     check_scheme(parsed, settings.allowed_schemes)
-    opener = STORES.get(parsed.scheme)
-    if opener is None:
+    if parsed.scheme not in STORES:
         fetched = sorted(s.name for s in SCHEMES.values() if s.fetched)
         raise InvalidUriError(
             f"{parsed.redacted}: no store for scheme {parsed.scheme!r} "
             f"(known: {', '.join(fetched)})"
         )
+    opener: StoreOpener = _module(parsed.scheme).open_store
     store, single_key = opener(parsed, settings)
     check_hosts(store.location, store.hosts, settings.allowed_hosts)
     log.info("model storage: %s", parsed.redacted)
     return StoreSource(parsed.redacted, store, settings, single_key=single_key, metrics=metrics)
 
 
-WRITERS: dict[str, Callable[[ParsedUri, Settings], WritableStore]] = {
-    "s3": lambda parsed, settings: s3.open_store(parsed, settings)[0],
-    "gs": lambda parsed, settings: gcs.GcsStore(
-        parsed.host, parsed.path, settings, scope=gcs.WRITE_SCOPE
-    ),
-    "file": lambda parsed, settings: local.open_store(parsed, settings)[0],
-}
-"""The schemes ``modelfleet models push`` writes to (oci:// has its own protocol)."""
-
-
 def open_writable(uri: str, settings: Settings) -> WritableStore:
     """The store of the repository folder ``uri``, for pushing versions into it."""
     parsed = parse_uri(uri)
     check_scheme(parsed, settings.allowed_schemes)
-    opener = WRITERS.get(parsed.scheme)
-    if opener is None:
+    if parsed.scheme not in WRITERS:
         raise InvalidUriError(
             f"{parsed.redacted}: cannot push to {parsed.scheme}:// (pushable: "
             f"{', '.join(sorted(WRITERS))}, oci)"
@@ -108,6 +109,7 @@ def open_writable(uri: str, settings: Settings) -> WritableStore:
             f"{parsed.redacted}: names a file; push to the model's repository folder "
             "(versions go in numbered folders under it)"
         )
+    opener: Callable[[ParsedUri, Settings], WritableStore] = _module(parsed.scheme).open_writable
     store = opener(parsed, settings)
     check_hosts(store.location, store.hosts, settings.allowed_hosts)
     return store

@@ -177,3 +177,8 @@ def open_store(parsed: ParsedUri, settings: Settings) -> tuple[GcsStore, str | N
     """The store for ``gs://bucket/prefix``; a prefix ending in ``.onnx`` names one file."""
     root, key = split_single(parsed.path)
     return GcsStore(parsed.host, root, settings), key
+
+
+def open_writable(parsed: ParsedUri, settings: Settings) -> GcsStore:
+    """The store of ``gs://bucket/prefix`` with the read-write scope, for ``models push``."""
+    return GcsStore(parsed.host, parsed.path, settings, scope=WRITE_SCOPE)

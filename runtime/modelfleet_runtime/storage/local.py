@@ -161,3 +161,8 @@ def open_store(parsed: ParsedUri, settings: Settings) -> tuple[LocalStore, str |
     if path.is_file() or (file_stem(path.name) is not None and not path.is_dir()):
         return LocalStore(path.parent), path.name
     return LocalStore(path), None
+
+
+def open_writable(parsed: ParsedUri, settings: Settings) -> LocalStore:
+    """The store of a local repository folder, for ``modelfleet models push``."""
+    return open_store(parsed, settings)[0]
