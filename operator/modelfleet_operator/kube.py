@@ -105,6 +105,11 @@ class Invalid(kopf.PermanentError):
     """422: the API server refused the object as invalid."""
 
 
+class Forbidden(kopf.PermanentError):
+    """403: the operator's role does not allow the call (a cluster whose RBAC was narrowed
+    after the chart granted it, say). A caller that can say so in a status catches it."""
+
+
 def _terminating(status: int, text: str) -> bool:
     if status != 403:
         return False
@@ -130,6 +135,8 @@ def map_error(status: int, headers: Mapping[str, str], text: str) -> Exception:
         return kopf.TemporaryError(message, delay=UNAUTHORIZED_DELAY)
     if status == 422:
         return Invalid(message)
+    if status == 403:
+        return Forbidden(message)
     return kopf.PermanentError(message)
 
 

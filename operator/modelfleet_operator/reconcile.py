@@ -26,7 +26,7 @@ from modelfleet_operator import labels, predictor_pods, render, spec, status
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.converge import is_converged, stamp
 from modelfleet_operator.kinds import INFERENCE_SERVICE, KindRef, controller_of
-from modelfleet_operator.kube import Applier, Manifest
+from modelfleet_operator.kube import Applier, Forbidden, Manifest
 from modelfleet_operator.metrics import OperatorMetrics
 
 AUTOSCALER_KINDS = frozenset({"HorizontalPodAutoscaler", "ScaledObject"})
@@ -157,11 +157,15 @@ async def _apply(
 async def _check_tls(ctx: LiveContext, svc: spec.ParsedService) -> status.Problem | None:
     """What is wrong with the TLS Secret ``svc`` names, if it names one. The Secret is read
     again on every reconcile (there is no watch on Secrets: the operator may only get them),
-    so one created or fixed later is picked up by the resync loop at the latest."""
+    so one created or fixed later is picked up by the resync loop at the latest. A Secret the
+    operator may not read (403) is reported the same way, and retried the same way."""
     tls = svc.spec.modelfleet.tls
     if tls is None:
         return None
-    summary = await ctx.applier.secret_summary(svc.namespace, tls.secret_name)
+    try:
+        summary = await ctx.applier.secret_summary(svc.namespace, tls.secret_name)
+    except Forbidden:
+        return status.tls_secret_forbidden(svc, tls.secret_name)
     return status.check_tls_secret(svc, summary)
 
 

@@ -142,6 +142,10 @@ class Problem:
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 
+_KEEP = "the predictor's Deployment and Service are left as they are"
+"""What the operator does while the TLS Secret is missing, unfit or unreadable."""
+
+
 def check_tls_secret(svc: ParsedService, secret: SecretSummary | None) -> Problem | None:
     """What is wrong with the TLS Secret ``svc`` names (``secret``: None when it does not
     exist), or None. A kubernetes.io/tls Secret always holds tls.crt and tls.key (the API
@@ -150,7 +154,7 @@ def check_tls_secret(svc: ParsedService, secret: SecretSummary | None) -> Proble
     spec = tls.tls_of(svc)
     if spec is None:
         return None
-    name, keep = spec.secret_name, "the predictor's Deployment and Service are left as they are"
+    name, keep = spec.secret_name, _KEEP
     if secret is None:
         return Problem(
             "TLSSecretNotFound",
@@ -171,6 +175,17 @@ def check_tls_secret(svc: ParsedService, secret: SecretSummary | None) -> Proble
             f"client certificates under that key (cert-manager writes it); until then {keep}",
         )
     return None
+
+
+def tls_secret_forbidden(svc: ParsedService, name: str) -> Problem:
+    """The TLS Secret ``name`` could not be read: the operator's role has no ``get`` on
+    Secrets in the namespace of ``svc`` (the chart grants it wherever the operator watches)."""
+    return Problem(
+        "TLSSecretForbidden",
+        f"the operator may not read Secret {name!r} in namespace {svc.namespace!r} (403 "
+        "Forbidden): its role needs get on secrets there, as the chart's ClusterRole or Role "
+        f"grants; until then {_KEEP}",
+    )
 
 
 def _tls_condition(

@@ -8,6 +8,7 @@ with the Secret's files, and calls it over HTTPS on the ports and paths its prob
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import socket
 import ssl
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Operator, isvc, wait_ready
+from tests.e2e.conftest import RELEASE, Operator, isvc, wait_ready
 from tests.e2e.kube import OPERATOR_USER, AuditLog, Cluster, Manifest, wait_for
 from tests.e2e.pods import serve_and_predict, start_container
 from tests.helpers.aws import CREDENTIALS
@@ -210,6 +211,43 @@ def test_switch_to_an_unfit_secret_leaves_serving_pods_alone(
     assert still is not None and still["spec"]["ports"] == service["spec"]["ports"]
     predictor = condition(cluster, namespace, "iris", "PredictorReady")
     assert predictor["status"] == "True"  # the old pods still serve, and status says so
+
+
+def test_a_secret_the_operator_may_not_read_is_reported(
+    cluster: Cluster, namespace: str, every_call_authorized: AuditLog
+) -> None:
+    """The operator's ClusterRole narrowed after the chart granted it (no get on Secrets): the
+    403 is reported in status like a missing Secret, no Deployment or Service is made, and the
+    rest (HPA, PDB) is reconciled. The role is restored before the test ends."""
+    role = cluster.get("clusterrole", RELEASE)
+    assert role is not None
+    rules = role["rules"]
+    narrowed = [rule for rule in rules if "secrets" not in rule.get("resources", [])]
+    assert len(narrowed) == len(rules) - 1, "the chart's role has one rule for Secrets"
+    start = datetime.datetime.now(datetime.UTC)
+    cluster.kubectl("patch", "clusterrole", RELEASE, "--type=json", "-p", _rules_patch(narrowed))
+    try:
+        body = with_tls(isvc("iris", minReplicas=1, maxReplicas=3), "iris-cert")
+        cluster.apply(body, namespace=namespace)
+        ready = wait_reason(cluster, namespace, "iris", "TLSSecretForbidden")
+        assert ready["status"] == "False"
+        assert f"may not read Secret 'iris-cert' in namespace {namespace!r}" in ready["message"]
+        secret = condition(cluster, namespace, "iris", "TLSSecretReady")
+        assert (secret["status"], secret["reason"]) == ("False", "TLSSecretForbidden")
+        assert cluster.get("hpa", "iris-predictor", namespace) is not None
+        assert cluster.get("pdb", "iris-predictor", namespace) is not None
+        assert cluster.get("deployment", "iris-predictor", namespace) is None
+        assert cluster.get("service", "iris", namespace) is None
+    finally:
+        cluster.kubectl("patch", "clusterrole", RELEASE, "--type=json", "-p", _rules_patch(rules))
+        end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5)
+        every_call_authorized.excuse(start, end, "the test took get on Secrets away")
+    refused = [e for e in every_call_authorized.events() if e.decision == "forbid"]
+    assert any(e.resource == "secrets" and e.namespace == namespace for e in refused)
+
+
+def _rules_patch(rules: list[dict[str, Any]]) -> str:
+    return json.dumps([{"op": "replace", "path": "/rules", "value": rules}])
 
 
 @pytest.mark.parametrize("client_auth", ["None", "Require"])

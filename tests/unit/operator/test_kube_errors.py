@@ -6,7 +6,7 @@ import json
 
 import kopf
 
-from modelfleet_operator.kube import Invalid, NamespaceTerminating, map_error
+from modelfleet_operator.kube import Forbidden, Invalid, NamespaceTerminating, map_error
 
 TERMINATING = {
     "kind": "Status",
@@ -28,12 +28,13 @@ def test_namespace_being_deleted_is_its_own_error() -> None:
     assert isinstance(error, NamespaceTerminating)
 
 
-def test_other_403s_stay_permanent_errors() -> None:
+def test_other_403s_are_forbidden_permanent_errors() -> None:
     rbac = {**TERMINATING, "details": {"name": "iris", "kind": "services"}}
     for text in (json.dumps(rbac), "not json", "[]"):
         error = map_error(403, {}, text)
-        assert isinstance(error, kopf.PermanentError)
+        assert isinstance(error, Forbidden) and isinstance(error, kopf.PermanentError)
         assert not isinstance(error, NamespaceTerminating)
+    assert not isinstance(map_error(404, {}, ""), Forbidden)
 
 
 def test_invalid_is_a_permanent_error_of_its_own() -> None:

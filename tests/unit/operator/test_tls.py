@@ -20,7 +20,12 @@ from modelfleet_operator.render import render
 from modelfleet_operator.render.runtime_env import env_name
 from modelfleet_operator.render.tls import SETTINGS
 from modelfleet_operator.spec import ParsedService, SpecError, parse
-from modelfleet_operator.status import SecretSummary, build_status, check_tls_secret
+from modelfleet_operator.status import (
+    SecretSummary,
+    build_status,
+    check_tls_secret,
+    tls_secret_forbidden,
+)
 from modelfleet_runtime.config import Settings
 from tests.unit.operator.helpers import isvc, predictor, restricted_violations
 
@@ -282,6 +287,16 @@ def test_missing_or_unfit_secret_is_reported(
     assert _cond(fixed, "Ready")["status"] == "True"
     assert _cond(fixed, "TLSSecretReady")["lastTransitionTime"] == "2025-01-01T12:01:00Z"
     assert _cond(fixed, "PredictorReady")["lastTransitionTime"] == "2025-01-01T12:00:00Z"
+
+
+def test_a_secret_the_operator_may_not_read_is_reported() -> None:
+    svc = _svc()
+    status = build_status(svc, [_dep()], None, T0, tls_problem=tls_secret_forbidden(svc, "x"))
+    for cond in (_cond(status, "Ready"), _cond(status, "TLSSecretReady")):
+        assert (cond["status"], cond["reason"]) == ("False", "TLSSecretForbidden")
+        assert f"may not read Secret 'x' in namespace {svc.namespace!r}" in cond["message"]
+        assert "get on secrets" in cond["message"] and "left as they are" in cond["message"]
+    assert _cond(status, "PredictorReady")["status"] == "True"
 
 
 def test_fit_secrets_and_no_tls_are_no_problem() -> None:
