@@ -71,6 +71,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
     p.add_argument(
+        "--ca-file", help="a PEM bundle to trust for https:// and grpcs:// (default: the system's)"
+    )
+    p.add_argument(
+        "--cert",
+        help="the client's certificate for a server that asks for one (mutual TLS): a PEM "
+        "file with the certificate, and its key unless --key is given",
+    )
+    p.add_argument("--key", help="the private key of --cert, when it is a file of its own")
+    p.add_argument(
         "--json-tensors",
         action="store_true",
         help="send tensors as JSON, for servers without the binary extension (MLServer)",
@@ -190,15 +199,22 @@ def token(path: Path | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.key is not None and args.cert is None:
+        raise UsageError("--key needs --cert")
+    cert = (args.cert, args.key) if args.key is not None else args.cert
     try:
         client = Client(
             args.url,
             token(args.token_file),
             timeout=args.timeout,
             binary=not args.json_tensors,
+            ca_file=args.ca_file,
+            cert=cert,
         )
     except (ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # ssl.SSLError too: a certificate or key that does not load
+        raise UsageError(f"cannot use the TLS files: {exc}") from None
     with client:
         inputs = gather(client, args.model, args.version, args.inputs)
         outputs = client.infer(args.model, inputs, version=args.version, outputs=args.outputs)

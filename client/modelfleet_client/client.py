@@ -10,7 +10,6 @@ everything below the public methods is shared.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from modelfleet_client.http_async import AsyncRestTransport
 from modelfleet_client.http_blocking import RestTransport
 from modelfleet_client.rest import RestCalls
 from modelfleet_client.retry import Backoff
+from modelfleet_client.tls import Cert, TlsFiles
 
 Inputs = Mapping[str, Any] | np.ndarray[Any, Any]
 """Input name -> array (anything ``numpy.asarray`` takes), or one array for a model with a
@@ -55,15 +55,20 @@ class _Base:
         rpc: Callable[[Any], type],
         token: str | None,
         timeout: float | None,
-        ca_file: str | None,
+        tls: TlsFiles,
     ) -> Any:
         """The transport for this URL: the ``rest`` class, or ``rpc(the rpc module)``'s for
         gRPC (imported only then: it needs the grpc extra)."""
+        secure = self.scheme in ("https", "grpcs")
+        if tls.cert is not None and not secure:
+            raise ValueError(
+                f"a client certificate needs an https:// or grpcs:// url, got {self.url!r}"
+            )
         if self.scheme.startswith("http"):
-            return rest(self.url, token, timeout, self.backoff, _tls(self.scheme, ca_file))
-        secure = self.scheme == "grpcs"
+            context = tls.context() if secure else None
+            return rest(self.url, token, timeout, self.backoff, context)
         make = rpc(_rpc())
-        return make(self.target, token, timeout, self.backoff, secure=secure, ca_file=ca_file)
+        return make(self.target, token, timeout, self.backoff, tls=tls if secure else None)
 
     def _arrays(self, inputs: Inputs, single: str | None) -> dict[str, np.ndarray[Any, Any]]:
         """``inputs`` as arrays the protocol has datatypes for (else 400, nothing sent)."""
@@ -86,13 +91,6 @@ class _Base:
             )
         self._single[model, version] = names[0]
         return names[0]
-
-
-def _tls(scheme: str, ca_file: str | None) -> ssl.SSLContext | None:
-    """The TLS context of an https:// client: the system's CAs, or only ``ca_file``'s."""
-    if scheme != "https":
-        return None
-    return ssl.create_default_context(cafile=ca_file)
 
 
 def _pick(found: Arrays, outputs: Sequence[str] | None) -> Arrays:
@@ -129,6 +127,9 @@ class Client:
     waiting as long as a ``Retry-After`` asks; other errors are raised at once.
     ``binary=False`` sends JSON tensors over HTTP (for servers without the binary extension).
     ``ca_file``: a PEM bundle to trust for https:// and grpcs:// (default: the system's).
+    ``cert``: the client's certificate for a server that asks for one (mutual TLS), as
+    requests and httpx take it: a PEM file holding the certificate and its key, or a pair
+    (certificate file, key file).
     """
 
     def __init__(
@@ -140,10 +141,11 @@ class Client:
         *,
         binary: bool = True,
         ca_file: str | None = None,
+        cert: Cert | None = None,
     ) -> None:
         self._base = _Base(url, retries, binary)
         self._transport: Transport = self._base.transport(
-            RestTransport, lambda rpc: rpc.RpcTransport, token, timeout, ca_file
+            RestTransport, lambda rpc: rpc.RpcTransport, token, timeout, TlsFiles(ca_file, cert)
         )
 
     def __repr__(self) -> str:  # the URL only: never the token
@@ -238,10 +240,15 @@ class AsyncClient:
         *,
         binary: bool = True,
         ca_file: str | None = None,
+        cert: Cert | None = None,
     ) -> None:
         self._base = _Base(url, retries, binary)
         self._transport: AsyncTransport = self._base.transport(
-            AsyncRestTransport, lambda rpc: rpc.AsyncRpcTransport, token, timeout, ca_file
+            AsyncRestTransport,
+            lambda rpc: rpc.AsyncRpcTransport,
+            token,
+            timeout,
+            TlsFiles(ca_file, cert),
         )
         self._lookups: dict[tuple[str, str | None], asyncio.Future[dict[str, Any]]] = {}
 

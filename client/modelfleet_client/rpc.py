@@ -28,6 +28,7 @@ from modelfleet_client.calls import Arrays, Call
 from modelfleet_client.errors import GRPC_STATUS, InferenceServerError
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.retry import Backoff
+from modelfleet_client.tls import TlsFiles
 
 T = TypeVar("T")
 SERVICE = "/inference.GRPCInferenceService/"
@@ -163,11 +164,11 @@ def failure(exc: grpc.RpcError, target: str, timeout: float | None) -> Inference
     return InferenceServerError(status, message, retry_after=retry_after, grpc_code=name)
 
 
-def _credentials(ca_file: str | None) -> grpc.ChannelCredentials:
-    if ca_file is None:
-        return grpc.ssl_channel_credentials()
-    with open(ca_file, "rb") as file:
-        return grpc.ssl_channel_credentials(root_certificates=file.read())
+def _credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    roots, key, chain = tls.pem()
+    return grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=key, certificate_chain=chain
+    )
 
 
 def _bind(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:
@@ -193,12 +194,12 @@ class _Transport:
         timeout: float | None,
         backoff: Backoff,
         *,
-        secure: bool,
-        ca_file: str | None = None,
+        tls: TlsFiles | None,
     ) -> None:
         self.target, self.timeout, self.backoff = target, timeout, backoff
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.credentials = _credentials(ca_file) if secure else None
+        self.credentials = _credentials(tls) if tls is not None else None
+        """None: a plaintext channel (grpc://)."""
 
 
 class RpcTransport(_Transport):

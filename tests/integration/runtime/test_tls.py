@@ -9,6 +9,7 @@ The iris example that ships with the runtime is the model (input ``input``, [n, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -26,9 +28,11 @@ import numpy as np
 import pytest
 from cryptography import x509
 
-from modelfleet_client import Client
+from modelfleet_client import AsyncClient, Client, InferenceServerError
+from modelfleet_client.cli import infer_command
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from modelfleet_client.tls import Cert
 from tests.helpers import peers
 from tests.helpers.runtime import Served, free_port, serve_process
 from tests.helpers.tls import Ca, Issued
@@ -199,6 +203,51 @@ def test_mutual_tls_accepts_a_trusted_client_certificate(mutual: TlsServer, pki:
     with grpc.secure_channel(target, grpc_credentials(pki.a, cert=pki.client)) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
+
+
+def test_the_projects_client_and_cli_with_mutual_tls(
+    mutual: TlsServer, pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cert`` as requests takes it: (cert file, key file), or one PEM holding both; over
+    https:// and grpcs://, blocking and async, and ``modelfleet infer --cert --key``."""
+    both = tmp_path / "client.pem"
+    both.write_bytes(pki.client.cert.read_bytes() + pki.client.key.read_bytes())
+    row = np.array([ROW], dtype=np.float32)
+    urls = [mutual.served.url, f"grpcs://127.0.0.1:{mutual.grpc_port}"]
+    good: list[Cert] = [(str(pki.client.cert), str(pki.client.key)), str(both)]
+    bad: list[Cert | None] = [None, (str(pki.stranger.cert), str(pki.stranger.key))]
+    for url in urls:
+        for cert in good:
+            with Client(url, ca_file=str(pki.a.cert), cert=cert) as client:
+                assert client.infer("iris", row)["label"].tolist() == [0], (url, cert)
+            assert asyncio.run(async_label(url, str(pki.a.cert), cert, row)) == [0], (url, cert)
+        # Without a certificate, or with one from another CA: refused at the handshake.
+        for refused_cert in bad:
+            with Client(url, ca_file=str(pki.a.cert), cert=refused_cert, retries=0) as client:
+                with pytest.raises(InferenceServerError) as refused:
+                    client.infer("iris", row)
+            assert refused.value.status in (502, 503), (url, refused_cert, refused.value)
+    for url in urls:
+        tls = ["--ca-file", str(pki.a.cert), "--cert", str(pki.client.cert)]
+        tls += ["--key", str(pki.client.key)]
+        assert infer_command(["iris", "--url", url, "-i", json.dumps([ROW]), *tls]) == 0
+        assert "label" in capsys.readouterr().out
+
+
+async def async_label(url: str, ca: str, cert: Cert, row: np.ndarray[Any, Any]) -> list[int]:
+    async with AsyncClient(url, ca_file=ca, cert=cert) as aclient:
+        return list((await aclient.infer("iris", row))["label"].tolist())
+
+
+def test_a_client_certificate_needs_a_tls_url(pki: Pki) -> None:
+    cert = (str(pki.client.cert), str(pki.client.key))
+    for url in ("http://127.0.0.1:1", "grpc://127.0.0.1:1"):
+        with pytest.raises(ValueError, match="needs an https:// or grpcs:// url"):
+            Client(url, cert=cert)
+    with pytest.raises(FileNotFoundError):
+        Client("https://127.0.0.1:1", cert="/nonexistent/client.pem")
+    with pytest.raises(ssl.SSLError):  # a key that does not match the certificate
+        Client("https://127.0.0.1:1", cert=(str(pki.client.cert), str(pki.stranger.key)))
 
 
 def test_plain_http_on_the_tls_port_gets_a_clear_400(https: TlsServer, pki: Pki) -> None:

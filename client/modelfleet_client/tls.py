@@ -1,0 +1,49 @@
+"""What a client's TLS uses, for https:// (an ``ssl.SSLContext``) and grpcs:// (the PEM bytes
+``grpc.ssl_channel_credentials`` takes): the CAs to trust, and the client's own certificate for
+a server that asks for one (mutual TLS, ``clientAuth: Require`` on a ModelFleet endpoint).
+
+``cert`` is given as requests and httpx take it: one PEM file holding the certificate (and its
+chain) and the private key, or a pair (certificate file, key file).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+Cert = str | tuple[str, str]
+"""A client certificate: a PEM file with the certificate and its key, or (cert file, key file)."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: str | None = None
+    """A PEM bundle to trust; None: the system's CAs."""
+    cert: Cert | None = None
+    """The client's certificate and key, shown to a server that asks for one."""
+
+    @property
+    def cert_files(self) -> tuple[str, str] | None:
+        """(certificate file, key file); the same file twice when one holds both."""
+        if self.cert is None:
+            return None
+        return (self.cert, self.cert) if isinstance(self.cert, str) else self.cert
+
+    def context(self) -> ssl.SSLContext:
+        """The context of an https:// client. Raises OSError or ssl.SSLError at once for
+        files that cannot be read or do not match, before any connection."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_files is not None:
+            context.load_cert_chain(*self.cert_files)
+        return context
+
+    def pem(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """(root certificates, private key, certificate chain) for gRPC; None where not given.
+        One file holding both the certificate and the key serves as both (gRPC reads the
+        blocks of the kind it wants)."""
+        roots = Path(self.ca_file).read_bytes() if self.ca_file else None
+        if self.cert_files is None:
+            return roots, None, None
+        cert, key = self.cert_files
+        return roots, Path(key).read_bytes(), Path(cert).read_bytes()
