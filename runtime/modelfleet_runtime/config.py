@@ -240,6 +240,13 @@ class Settings(BaseSettings):
     graph_optimization: GraphOptimization = "all"
     """ONNX Runtime graph optimisation level."""
 
+    prepack_weights: bool = True
+    """ONNX Runtime pre-packs constant weights (Gemm, MatMul) when it creates a session: faster
+    inference at batch sizes above one, at the cost of a packed copy of those weights in memory
+    and, for large models, most of the session's time (a 1 GB MLP: about 1 s and 1 GiB;
+    bench/session_prepack.py). false: sessions start sooner and use less memory, batch-1
+    inference runs about as fast, larger batches slower (2.3x at batch 8 there)."""
+
     execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     """ONNX Runtime execution providers, in order of preference (e.g. CUDAExecutionProvider)."""
 

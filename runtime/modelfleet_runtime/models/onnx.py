@@ -48,6 +48,8 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
+    if not settings.prepack_weights:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     options.log_severity_level = 3  # ONNX Runtime's own warnings go to stderr otherwise
     return options
 
