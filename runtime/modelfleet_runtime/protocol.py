@@ -49,7 +49,10 @@ class TensorSpec:
         """Whether a concrete ``shape`` fits this (possibly dynamic) one."""
         if len(shape) != len(self.shape):
             return False
-        return all(want is None or want == got for want, got in zip(self.shape, shape, strict=True))
+        for want, got in zip(self.shape, shape, strict=True):  # on every request: no generator
+            if want is not None and want != got:
+                return False
+        return True
 
     def wire(self) -> dict[str, Any]:
         """Metadata form: dynamic dimensions are -1, as Triton reports them."""

@@ -45,8 +45,9 @@ async def test_requests_refused_at_the_concurrency_limit_count_as_shed(tmp_path:
     async with open_in_process(tmp_path, "adder", versions, max_concurrency=1) as served:
         body = {"inputs": [ROW]}
         before = samples((await served.client.get("/metrics")).text)
-        with served.dataplane.admit():  # the one slot is taken
-            refused = await served.client.post("/v2/models/adder/infer", json=body)
+        served.dataplane.admit()  # the one slot is taken
+        refused = await served.client.post("/v2/models/adder/infer", json=body)
+        served.dataplane.in_flight -= 1  # and given back
         answered = await served.client.post("/v2/models/adder/infer", json=body)
         after = samples((await served.client.get("/metrics")).text)
     assert (refused.status_code, answered.status_code) == (503, 200)
