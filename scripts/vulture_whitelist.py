@@ -67,3 +67,6 @@ _.tracked
 _.data_received
 _.eof_received
 _.disconnected
+
+# prometheus_client's registry calls a collector's collect at each scrape (metrics.TlsExpiry).
+_.collect

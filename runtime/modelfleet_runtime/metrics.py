@@ -13,9 +13,11 @@ credential.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from modelfleet_runtime.startup import PHASES
 
@@ -24,6 +26,28 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class TlsExpiry(Collector):
+    """``modelfleet_tls_certificate_expiry_timestamp_seconds``: when the certificate served now
+    expires, read at each scrape from ``source`` (``server.build`` sets it to the TLS files'
+    current certificate). Without TLS the family has no sample, so no alert can misread it."""
+
+    NAME = "modelfleet_tls_certificate_expiry_timestamp_seconds"
+
+    def __init__(self) -> None:
+        self.source: Callable[[], float | None] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            self.NAME,
+            "When the TLS certificate this server presents expires (its notAfter), in seconds "
+            "since the epoch; follows rotations. No sample without TLS.",
+        )
+        value = self.source() if self.source is not None else None
+        if value is not None:
+            family.add_metric([], value)
+        yield family
 
 
 class Metrics:
@@ -128,6 +152,8 @@ class Metrics:
             "Connections open on the HTTP port (refused ones not counted).",
             registry=r,
         )
+        self.tls_expiry = TlsExpiry()
+        r.register(self.tls_expiry)
         self.http_connections_closed = Counter(
             "modelfleet_http_connections_closed",
             "HTTP connections the server closed on a slow client (header_timeout, "

@@ -100,6 +100,8 @@ def build(
     source = prefetch.source() if prefetch is not None else open_source(settings, metrics)
     repository = ModelRepository(settings, registry, source, metrics, tracer=tracer)
     dataplane = DataPlane(settings, registry, metrics, tracer)
+    if tls is not None:
+        metrics.tls_expiry.source = lambda: tls.current.material.not_after()
 
     async def background() -> None:
         await asyncio.gather(repository.run(), _announce(settings, registry))

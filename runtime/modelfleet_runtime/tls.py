@@ -31,6 +31,7 @@ it is required, and no other CA (the system's are not loaded) can vouch for a cl
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import logging
 import os
@@ -61,16 +62,67 @@ class Material:
     key: bytes
     client_ca: bytes | None
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the server's (first) certificate, as ``openssl x509 -fingerprint``
-        shows it: the log names the certificate in use without showing anything secret."""
+    def der(self) -> bytes:
+        """The server's (first) certificate, DER-encoded."""
         text = self.cert.decode("ascii", "replace")
         start = text.find(ssl.PEM_HEADER)
         end = text.find(ssl.PEM_FOOTER, start)
         if start < 0 or end < 0:
             raise TlsError("the certificate file holds no PEM certificate")
-        der = ssl.PEM_cert_to_DER_cert(text[start : end + len(ssl.PEM_FOOTER)])
-        return hashlib.sha256(der).hexdigest()
+        return ssl.PEM_cert_to_DER_cert(text[start : end + len(ssl.PEM_FOOTER)])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the server's (first) certificate, as ``openssl x509 -fingerprint``
+        shows it: the log names the certificate in use without showing anything secret."""
+        return hashlib.sha256(self.der()).hexdigest()
+
+    def not_after(self) -> float | None:
+        """When the server's certificate expires (POSIX seconds); None if it cannot be read."""
+        try:
+            return not_after(self.der())
+        except (TlsError, ValueError, IndexError):
+            return None
+
+
+def not_after(der: bytes) -> float:
+    """The notAfter of a DER X.509 certificate (RFC 5280 4.1), as POSIX seconds.
+
+    Hand-written, about twenty lines: Python's ``ssl`` decodes only a peer's certificate, and the
+    runtime has no ASN.1 library (``cryptography`` would be a new dependency of the image for
+    one field of a certificate OpenSSL has already accepted). Raises ValueError or IndexError
+    on anything that is not a certificate."""
+    _, start, _ = _element(der, 0)  # Certificate
+    _, pos, _ = _element(der, start)  # tbsCertificate
+    tag, _, end = _element(der, pos)
+    if tag == 0xA0:  # [0] version, absent in v1 certificates
+        pos = end
+    for _ in range(3):  # serialNumber, signature, issuer
+        pos = _element(der, pos)[2]
+    tag, start, _ = _element(der, pos)  # validity: notBefore, notAfter
+    if tag != 0x30:
+        raise ValueError("no validity in the certificate")
+    tag, start, end = _element(der, _element(der, start)[2])
+    text = der[start:end].decode("ascii")
+    if tag == 0x17 and len(text) == 13:  # UTCTime YYMMDDHHMMSSZ: 50-99 are 19YY (5280 4.1.2.5.1)
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif not (tag == 0x18 and len(text) == 15):  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise ValueError(f"notAfter is not a time: tag {tag:#x}, {text!r}")
+    when = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def _element(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the contents of the DER element at ``pos``."""
+    tag, length, pos = der[pos], der[pos + 1], pos + 2
+    if length & 0x80:  # long form: the next (length & 0x7F) bytes hold the length
+        count = length & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("a DER length this long is not a certificate's")
+        length, pos = int.from_bytes(der[pos : pos + count], "big"), pos + count
+    if pos + length > len(der):
+        raise ValueError("the certificate is cut short")
+    return tag, pos, pos + length
 
 
 @dataclass(frozen=True)

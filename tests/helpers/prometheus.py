@@ -44,6 +44,8 @@ class Target:
     address: str
     labels: dict[str, str]
     honor_labels: bool = False
+    ca_file: Path | None = None
+    """Scrape over https, trusting this CA bundle (a runtime serving TLS)."""
 
 
 @dataclass
@@ -66,6 +68,11 @@ def config(targets: list[Target], rule_files: list[Path]) -> dict[str, Any]:
                 "job_name": t.job,
                 "honor_labels": t.honor_labels,
                 "static_configs": [{"targets": [t.address], "labels": t.labels}],
+                **(
+                    {"scheme": "https", "tls_config": {"ca_file": str(t.ca_file)}}
+                    if t.ca_file
+                    else {}
+                ),
             }
             for t in targets
         ],

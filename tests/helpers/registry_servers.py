@@ -27,9 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
-from tests.helpers.tls import Tls
+from tests.helpers.tls import Tls, self_signed
 
 SERVICE = "modelfleet-test-registry"
 ISSUER = "modelfleet-test-issuer"
@@ -121,17 +120,9 @@ def token_issuer(
 ) -> Iterator[tuple[TokenIssuer, dict[str, str]]]:
     """Run a token issuer; yields it and the registry's ``auth.token`` settings."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    cert = self_signed(
+        key, ISSUER, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
     )
     bundle = folder / "token-signer.pem"
     bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PEM = serialization.Encoding.PEM
@@ -45,12 +45,32 @@ class Issued:
     serial: int
 
 
+def self_signed(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+) -> x509.Certificate:
+    """A bare self-signed certificate (no extensions) of ``key``, valid between the two."""
+    name = _name(common_name)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey
+    subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey, days: int = 1
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
@@ -60,7 +80,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(public)
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
 
@@ -86,13 +106,14 @@ class Ca:
         self.cert = folder / "ca.pem"
         self.cert.write_bytes(self.certificate.public_bytes(PEM))
 
-    def issue(self, stem: str, *, client: bool = False) -> Issued:
+    def issue(self, stem: str, *, client: bool = False, days: int = 1) -> Issued:
         """A server certificate for 127.0.0.1 and localhost, or (``client``) a client
-        certificate named ``stem``, written to ``stem``.pem and ``stem``.key."""
+        certificate named ``stem``, written to ``stem``.pem and ``stem``.key, valid for
+        ``days`` (the CA stays valid for one: longer leaves verify while it does)."""
         key = ec.generate_private_key(ec.SECP256R1())
         purpose = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         builder = (
-            _builder(_name(stem if client else "127.0.0.1"), self.name, key.public_key())
+            _builder(_name(stem if client else "127.0.0.1"), self.name, key.public_key(), days)
             .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),

@@ -3,14 +3,18 @@ servers that use it are tested in tests/integration/runtime/test_tls*.py)."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelfleet_runtime.tls import TlsError, TlsFiles
-from tests.helpers.tls import Ca, publish
+from modelfleet_runtime.tls import Material, TlsError, TlsFiles, not_after
+from tests.helpers.tls import Ca, publish, self_signed
 
 
 @pytest.fixture
@@ -75,3 +79,35 @@ def test_unusable_files_are_refused_at_start_with_the_reason(tmp_path: Path, ca:
         TlsFiles(one.cert, tmp_path / "absent.key")
     with pytest.raises(TlsError, match="client CA file"):
         TlsFiles(one.cert, one.key, one.key)
+
+
+# --- notAfter, for modelfleet_tls_certificate_expiry_timestamp_seconds ----------------------
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime.datetime(1999, 6, 1, 12, 0, 0),  # UTCTime, 19YY
+        datetime.datetime(2049, 12, 31, 23, 59, 59),  # UTCTime, 20YY
+        datetime.datetime(2050, 1, 1, 0, 0, 0),  # GeneralizedTime from 2050 on (RFC 5280)
+        datetime.datetime(9999, 12, 31, 23, 59, 59),  # "no well-defined expiration"
+    ],
+)
+def test_not_after_reads_both_time_encodings(when: datetime.datetime) -> None:
+    expected = when.replace(tzinfo=datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = self_signed(key, "t", datetime.datetime(1990, 1, 1, tzinfo=datetime.UTC), expected)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert not_after(der) == expected.timestamp()
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    assert Material(pem, b"", None).not_after() == expected.timestamp()
+    with pytest.raises((ValueError, IndexError)):
+        not_after(der[:60])  # cut inside the issuer
+
+
+def test_not_after_of_a_file_that_is_no_certificate_is_none(ca: Ca) -> None:
+    assert Material(b"not a certificate", b"", None).not_after() is None
+    issued = ca.issue("server", days=30)
+    found = Material(issued.cert.read_bytes(), b"", None).not_after()
+    cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    assert found == cert.not_valid_after_utc.timestamp()

@@ -3,10 +3,11 @@ real runtime and a real operator; the chart's alert rules evaluate there too.
 
 Prometheus (Debian's package, ``tests/helpers/prometheus.py``) scrapes, every second:
 ``modelfleet serve`` as a process on loopback (a repository whose version 1 loads and version 2
-does not, dynamic batching on), with the labels the chart's PodMonitor gives a predictor pod
-(namespace, service); and the operator's one port (health and ``/metrics``), the real operator
-(our handlers in kopf) reconciling against the kmock emulator of this folder's conftest, with
-``honor_labels`` as the chart's ServiceMonitor sets it. kmock rather than the real control plane
+does not, dynamic batching on, TLS with a certificate valid for a day, scraped over https),
+with the labels the chart's PodMonitor gives a predictor pod (namespace, service); and the
+operator's one port (health and ``/metrics``), the real operator (our handlers in kopf)
+reconciling against the kmock emulator of this folder's conftest, with ``honor_labels`` as the
+chart's ServiceMonitor sets it. kmock rather than the real control plane
 (tests/e2e): what is under test is the metric names and the PromQL, not the API server's
 semantics; the operator's reconciles, writes, status and Ready reasons are all real here, and
 the test needs neither the e2e lock nor a cluster start.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ import yaml
 from tests.helpers import onnx_models
 from tests.helpers.prometheus import Prometheus, Target, prometheus_process
 from tests.helpers.runtime import Served, free_port, serve_process
+from tests.helpers.tls import make_tls
 from tests.integration.operator.conftest import NS, Cluster, OperatorFactory, isvc
 from tests.unit.chart.helpers import CHART_DIR, render
 
@@ -68,6 +71,8 @@ def _substitute(expr: str) -> str:
 @dataclass(frozen=True)
 class Stack:
     runtime: Served
+    trust: ssl.SSLContext
+    """The runtime serves TLS (so the certificate's expiry has a panel and an alert)."""
     prometheus: Prometheus
     operator_endpoint: str
 
@@ -79,29 +84,32 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     repo = onnx_models.write_repository(tmp_path / MODEL, blobs)
     args = ["--model-uri", str(repo), "--version-policy", "all", "--grpc-port", "0"]
     args += ["--cache-dir", str(tmp_path / "cache")]  # the model cache's panel has data too
+    tls = make_tls(tmp_path / "tls")  # a server certificate valid for one day
+    args += ["--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
+    trust = ssl.create_default_context(cafile=tls.ca)
     operator_port = free_port()
     (rule,) = render({"prometheusRule": {"enabled": True}}).of_kind("PrometheusRule")
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    with serve_process(tmp_path, *args, "--max-batch-size", "4") as runtime:
+    with serve_process(tmp_path, *args, "--max-batch-size", "4", tls=trust) as runtime:
         pod = {"namespace": NS, "service": MODEL, "pod": f"{MODEL}-predictor-0"}
         operator = {"namespace": "modelfleet-system", "pod": "modelfleet-0"}
         targets = [
-            Target("runtime", runtime.url.removeprefix("http://"), pod),
+            Target("runtime", runtime.url.removeprefix("https://"), pod, ca_file=tls.ca),
             Target("operator", f"127.0.0.1:{operator_port}", operator, honor_labels=True),
         ]
         with prometheus_process(tmp_path, targets, [rules]) as prometheus:
-            yield Stack(runtime, prometheus, f"http://127.0.0.1:{operator_port}/healthz")
+            yield Stack(runtime, trust, prometheus, f"http://127.0.0.1:{operator_port}/healthz")
 
 
-async def _traffic(url: str) -> dict[int, int]:
+async def _traffic(url: str, trust: ssl.SSLContext) -> dict[int, int]:
     """Successes and each kind of error the dashboard's error panels count; statuses seen."""
     calls = [("/v2/models/adder/infer", {"inputs": [ROW]})] * 30
     calls += [("/v2/models/adder/infer", {"inputs": [{**ROW, "datatype": "INT8"}]})] * 5
     calls += [("/v2/models/nope/infer", {"inputs": [ROW]})] * 3
     calls += [("/v2/models/adder/versions/2/infer", {"inputs": [ROW]})] * 2
     seen: dict[int, int] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=10, verify=trust) as http:
         answers = await asyncio.gather(*(http.post(path, json=body) for path, body in calls))
     for answer in answers:
         seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
@@ -132,7 +140,7 @@ async def test_every_panel_query_returns_data(
     await cluster.create(isvc("typo", minReplicas=3, maxReplicas=1))
     await cluster.handled("adder")
     await _invalid_spec_reported(cluster, "typo")
-    seen = await _traffic(stack.runtime.url)
+    seen = await _traffic(stack.runtime.url, stack.trust)
     assert set(seen) == {200, 400, 404, 503}, seen
 
     empty = QUERIES
@@ -149,7 +157,7 @@ async def test_every_panel_query_returns_data(
             "/api/v1/label/model/values", params={"match[]": "modelfleet_requests_total"}
         )
     assert not empty, "queries without data: " + "; ".join(f"{q.panel}: {q.expr}" for q in empty)
-    assert len(QUERIES) == 36 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 25
+    assert len(QUERIES) == 37 and len([p for p in DASHBOARD["panels"] if p.get("targets")]) == 26
     # The template variables' own queries (label_values) find the test's namespace and model.
     assert NS in namespaces.json()["data"] and MODEL in models.json()["data"]
 
@@ -159,7 +167,8 @@ async def test_alert_rules_evaluate_on_the_live_series(
 ) -> None:
     """Every rule evaluates without error on what the code exports, and the alerts this setup
     provokes are raised: version 2 failed to load (firing at once), it is a wanted version not
-    loaded, and one InferenceService has an invalid spec (pending: their ``for`` is minutes)."""
+    loaded, one InferenceService has an invalid spec, and the runtime's certificate expires
+    within a day (pending: their ``for`` is minutes)."""
     await start_operator(endpoint=stack.operator_endpoint)
     await cluster.create(isvc("typo", minReplicas=3, maxReplicas=1))
     await _invalid_spec_reported(cluster, "typo")
@@ -167,6 +176,7 @@ async def test_alert_rules_evaluate_on_the_live_series(
         "ModelFleetModelLoadFailed": "firing",
         "ModelFleetVersionNotReady": "pending",
         "ModelFleetInvalidSpec": "pending",
+        "ModelFleetTLSCertificateExpiring": "pending",
     }
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -180,7 +190,7 @@ async def test_alert_rules_evaluate_on_the_live_series(
             states = {r["name"]: r["state"] for r in rules}
             if all(states.get(name) == state for name, state in expected.items()):
                 break
-    assert len(rules) == 8
+    assert len(rules) == 9
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     assert {name: states.get(name) for name in expected} == expected
     assert {n: s for n, s in states.items() if n not in expected} == dict.fromkeys(

@@ -56,3 +56,12 @@ async def test_requests_refused_at_the_concurrency_limit_count_as_shed(tmp_path:
         assert (before[key], after[key]) == (0, shed)
     status_503 = (("model", "adder"), ("protocol", "v2"), ("status", "503"), ("version", ""))
     assert after[("modelfleet_requests_total", status_503)] == 1
+
+
+async def test_without_tls_the_expiry_family_has_no_sample(tmp_path: Path) -> None:
+    """Nothing that an expiry alert could read as "expired at 1970" on a plain server."""
+    async with open_in_process(tmp_path, "adder", {1: onnx_models.add_constant(1.0)}) as served:
+        text = (await served.client.get("/metrics")).text
+    name = "modelfleet_tls_certificate_expiry_timestamp_seconds"
+    assert f"# TYPE {name} gauge" in text
+    assert not [line for line in text.splitlines() if line.startswith(name)]

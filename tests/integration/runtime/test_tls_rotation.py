@@ -12,6 +12,8 @@ HTTP on a new connection per request, gRPC on one channel, gRPC on a new connect
 
 from __future__ import annotations
 
+import re
+import ssl
 import sys
 import threading
 from collections import Counter
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+from cryptography import x509
 
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from tests.helpers.tls import Issued, publish
@@ -110,6 +113,19 @@ class Load:
         wait_until(lambda: all(self.counts[k] >= floor[k] for k in KINDS), 120, "more load")
 
 
+def not_after(issued: Issued) -> float:
+    certificate = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    return certificate.not_valid_after_utc.timestamp()
+
+
+def expiry(server: TlsServer, trust: ssl.SSLContext) -> float:
+    """``modelfleet_tls_certificate_expiry_timestamp_seconds`` from the server's /metrics."""
+    text = httpx.get(f"{server.served.url}/metrics", verify=trust, timeout=10).text
+    found = re.search(r"^modelfleet_tls_certificate_expiry_timestamp_seconds (\S+)$", text, re.M)
+    assert found is not None, "no expiry sample"
+    return float(found.group(1))
+
+
 def _pair(issued: Issued) -> dict[str, bytes]:
     return {"tls.crt": issued.cert.read_bytes(), "tls.key": issued.key.read_bytes()}
 
@@ -125,12 +141,15 @@ def test_certificates_rotate_under_load_with_no_failed_request(tmp_path: Path, p
             return served_serial(server.http_port, trust), served_serial(server.grpc_port, trust)
 
         assert serials() == (pki.server.serial, pki.server.serial)
+        assert expiry(server, trust) == not_after(pki.server)
         load = Load(server, pki)
         with load.running():
             load.advance(20)
-            from_b = pki.b.issue("rotated-b")
+            from_b = pki.b.issue("rotated-b", days=30)
             publish(secret, _pair(from_b))
             wait_until(lambda: serials() == (from_b.serial,) * 2, 60, "the kubelet-style swap")
+            # The expiry metric follows what is served: the new certificate's, 29 days later.
+            assert expiry(server, trust) == not_after(from_b) > not_after(pki.server)
             load.advance(20)
 
             from_a = pki.a.issue("rotated-a")
