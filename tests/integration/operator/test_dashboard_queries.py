@@ -190,7 +190,7 @@ async def test_alert_rules_evaluate_on_the_live_series(
             states = {r["name"]: r["state"] for r in rules}
             if all(states.get(name) == state for name, state in expected.items()):
                 break
-    assert len(rules) == 9
+    assert len(rules) == 10
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     assert {name: states.get(name) for name in expected} == expected
     assert {n: s for n, s in states.items() if n not in expected} == dict.fromkeys(

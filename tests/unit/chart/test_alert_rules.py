@@ -84,7 +84,7 @@ def _cases() -> dict[str, set[bool]]:
 
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     names = {alert["alert"] for alert in ALERTS}
-    assert len(names) == len(ALERTS) == 9
+    assert len(names) == len(ALERTS) == 10
     cases = _cases()
     assert set(cases) == names
     assert {name: cases[name] for name in names} == dict.fromkeys(names, {True, False})
@@ -131,7 +131,7 @@ def test_alerts_follow_their_values() -> None:
     assert rule["metadata"]["namespace"] == "monitoring"
     assert rule["metadata"]["labels"]["release"] == "prometheus"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert "ModelFleetLatencyP99High" not in alerts and len(alerts) == 8
+    assert "ModelFleetLatencyP99High" not in alerts and len(alerts) == 9
     errors = alerts["ModelFleetErrorRatioHigh"]
     assert errors["for"] == "2m" and "[10m]" in errors["expr"] and "> 0.2" in errors["expr"]
     assert errors["labels"] == {"severity": "critical", "team": "ml"}
