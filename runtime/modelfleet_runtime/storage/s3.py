@@ -148,13 +148,20 @@ class S3Store:
 
     def upload(self, key: str, source: Path) -> None:
         """boto3's managed upload: multipart for large files, parts in parallel."""
-        from boto3.s3.transfer import S3Transfer  # push only: a server never uploads
+        from boto3.exceptions import S3UploadFailedError  # push only: a server never uploads
+        from boto3.s3.transfer import S3Transfer
 
+        where = f"s3://{self._bucket}/{self._key(key)}"
         try:
             with S3Transfer(self._client) as transfer:
                 transfer.upload_file(str(source), self._bucket, self._key(key))
+        except S3UploadFailedError as exc:  # boto3 wraps the ClientError, text and all
+            cause = exc.__context__
+            if isinstance(cause, ClientError | BotoCoreError):
+                raise map_error(cause, where) from None
+            raise StorageError(f"{where}: upload failed", reason="UploadFailed") from None
         except (ClientError, BotoCoreError) as exc:
-            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+            raise map_error(exc, where) from None
 
     def create(self, key: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *`` (S3 conditional writes; MinIO and SeaweedFS

@@ -20,6 +20,7 @@ import pytest
 
 from modelfleet_runtime.catalog.push import LocalModel, PushError, push
 from modelfleet_runtime.config import Settings
+from modelfleet_runtime.storage import NotFoundError, open_writable
 from modelfleet_runtime.storage.manifest import CLAIM_FILE, MANIFEST_FILE, FileDigest, Manifest
 from modelfleet_runtime.storage.manifest import sha256_file as sha256_of
 from modelfleet_runtime.storage.oci import push as oci_push
@@ -27,6 +28,7 @@ from tests.helpers import onnx_models
 from tests.helpers.aws import s3_client
 from tests.helpers.registry import Registry
 from tests.helpers.runtime import serve_process, wait_until
+from tests.integration.storage.conftest import MotoS3
 from tests.integration.storage.helpers import external_data_model
 
 BODY = {"inputs": [{"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}
@@ -136,6 +138,20 @@ def test_a_file_that_does_not_load_is_refused_before_anything_is_written(
         .list_objects_v2(Bucket=bucket)
         .get("KeyCount", 0)
         == 0
+    )
+
+
+def test_an_upload_s3_refuses_is_a_storage_error_without_botocore_text(
+    moto_server: MotoS3, tmp_path: Path
+) -> None:
+    """boto3's managed upload wraps S3's error in its own (with botocore's text); the store
+    reports it like every other S3 error: the code and where, nothing else."""
+    settings = Settings(s3_endpoint_url=moto_server.endpoint, s3_addressing_style="path")
+    store = open_writable("s3://no-such-bucket/adder", settings)
+    with pytest.raises(NotFoundError) as refused:
+        store.upload("1/model.onnx", adder(tmp_path, 1.0))
+    assert str(refused.value) == (
+        "s3://no-such-bucket/adder/1/model.onnx: not found (NoSuchBucket)"
     )
 
 
