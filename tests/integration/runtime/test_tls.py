@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from modelfleet_client import AsyncClient, Client, InferenceServerError
 from modelfleet_client.cli import infer_command
@@ -239,15 +240,32 @@ async def async_label(url: str, ca: str, cert: Cert, row: np.ndarray[Any, Any]) 
         return list((await aclient.infer("iris", row))["label"].tolist())
 
 
-def test_a_client_certificate_needs_a_tls_url(pki: Pki) -> None:
+def test_a_client_certificate_needs_a_tls_url(pki: Pki, tmp_path: Path) -> None:
+    encrypted = encrypt(pki.client.key, tmp_path / "encrypted.key")
     cert = (str(pki.client.cert), str(pki.client.key))
     for url in ("http://127.0.0.1:1", "grpc://127.0.0.1:1"):
         with pytest.raises(ValueError, match="needs an https:// or grpcs:// url"):
             Client(url, cert=cert)
-    with pytest.raises(FileNotFoundError):
-        Client("https://127.0.0.1:1", cert="/nonexistent/client.pem")
-    with pytest.raises(ssl.SSLError):  # a key that does not match the certificate
-        Client("https://127.0.0.1:1", cert=(str(pki.client.cert), str(pki.stranger.key)))
+    for url in ("https://127.0.0.1:1", "grpcs://127.0.0.1:1"):  # refused before any call
+        with pytest.raises(FileNotFoundError):
+            Client(url, cert="/nonexistent/client.pem")
+        with pytest.raises(ssl.SSLError):  # a key that does not match the certificate
+            Client(url, cert=(str(pki.client.cert), str(pki.stranger.key)))
+        with pytest.raises(ValueError, match="encrypted"):  # not a prompt on the terminal
+            Client(url, cert=(str(pki.client.cert), str(encrypted)))
+        Client(url, cert=(pki.client.cert, pki.client.key)).close()  # paths are fine too
+
+
+def encrypt(key: Path, out: Path) -> Path:
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    out.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return out
 
 
 def test_plain_http_on_the_tls_port_gets_a_clear_400(https: TlsServer, pki: Pki) -> None:
