@@ -227,6 +227,9 @@ def test_a_secret_the_operator_may_not_read_is_reported(
     start = datetime.datetime.now(datetime.UTC)
     cluster.kubectl("patch", "clusterrole", RELEASE, "--type=json", "-p", _rules_patch(narrowed))
     try:
+        # The authorizer's cache takes the change within moments: wait for it, or the first
+        # reconcile could still read the (missing) Secret and report TLSSecretNotFound.
+        wait_for(lambda: not may_get_secrets(cluster, namespace), 30, "the narrowed role")
         body = with_tls(isvc("iris", minReplicas=1, maxReplicas=3), "iris-cert")
         cluster.apply(body, namespace=namespace)
         ready = wait_reason(cluster, namespace, "iris", "TLSSecretForbidden")
@@ -240,10 +243,17 @@ def test_a_secret_the_operator_may_not_read_is_reported(
         assert cluster.get("service", "iris", namespace) is None
     finally:
         cluster.kubectl("patch", "clusterrole", RELEASE, "--type=json", "-p", _rules_patch(rules))
+        wait_for(lambda: may_get_secrets(cluster, namespace), 30, "the restored role")
         end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5)
         every_call_authorized.excuse(start, end, "the test took get on Secrets away")
     refused = [e for e in every_call_authorized.events() if e.decision == "forbid"]
     assert any(e.resource == "secrets" and e.namespace == namespace for e in refused)
+
+
+def may_get_secrets(cluster: Cluster, namespace: str) -> bool:
+    """What the API server's authorizer answers for the operator's account now."""
+    asked = ["auth", "can-i", "get", "secrets", "-n", namespace, f"--as={OPERATOR_USER}"]
+    return cluster.kubectl(*asked, check=False).stdout.strip() == "yes"
 
 
 def _rules_patch(rules: list[dict[str, Any]]) -> str:
