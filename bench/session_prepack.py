@@ -6,7 +6,9 @@ On ``tts_models.py``'s model of that size (one intra-op thread, as ``time_to_ser
 each in a fresh process so that one session's memory does not hide the next one's:
 
 1. session creation with pre-packing (ONNX Runtime's default, and ours) and with
-   ``session.disable_prepacking=1``: wall and CPU seconds, and the memory it adds (USS);
+   ``session.disable_prepacking=1``: wall and CPU seconds and the memory it adds (USS), then the
+   first inference (the runtime's warm-up makes one) and the memory added by then, with the
+   process's anonymous memory (memory-mapped weights are file pages, not anonymous);
 2. warm starts: a session from the original file, from the optimized graph saved as
    ``models/warm.py`` saves it, and from one saved with
    ``session.save_external_prepacked_constant_initializers`` (graph optimisation off for both
@@ -63,14 +65,36 @@ def create(model: str, disable_prepacking: str, optimize: str) -> None:
         "cpu": time.process_time() - cpu,
         "uss_mib": (process.memory_full_info().uss - before) / 2**20,
     }
-    assert session.get_inputs()  # alive until its memory was counted
+    # The first run, as the runtime's warm-up makes one: without pre-packing, the memory-mapped
+    # weights are read in here.
+    name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
+    x = np.ones((1, shape[1]), np.float32)
+    first = time.perf_counter()
+    session.run(None, {name: x})
+    result["first_run"] = time.perf_counter() - first
+    info = process.memory_full_info()
+    result["uss_after_mib"] = (info.uss - before) / 2**20
+    result["anon_after_mib"] = _anonymous(process) / 2**20
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+def _anonymous(process: object) -> int:
+    """Bytes of the process's anonymous memory (``RssAnon``): what the kernel cannot reclaim
+    by dropping file pages, unlike the memory-mapped weights' pages."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():  # type: ignore[attr-defined]
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def in_child(model: Path, disable_prepacking: str = "0", optimize: str = "all") -> str:
     command = [sys.executable, __file__, "--child", str(model), disable_prepacking, optimize]
     found = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
-    return f"wall {found['wall']:.3f} s, CPU {found['cpu']:.3f} s, +{found['uss_mib']:.0f} MiB"
+    return (
+        f"session {found['wall']:.3f} s (CPU {found['cpu']:.3f} s, +{found['uss_mib']:.0f} MiB), "
+        f"first run {found['first_run']:.3f} s, then +{found['uss_after_mib']:.0f} MiB "
+        f"(anonymous {found['anon_after_mib']:.0f} MiB in all)"
+    )
 
 
 def save_graphs(model: Path, work: Path) -> dict[str, Path]:

@@ -242,10 +242,12 @@ class Settings(BaseSettings):
 
     prepack_weights: bool = True
     """ONNX Runtime pre-packs constant weights (Gemm, MatMul) when it creates a session: faster
-    inference at batch sizes above one, at the cost of a packed copy of those weights in memory
-    and, for large models, most of the session's time (a 1 GB MLP: about 1 s and 1 GiB;
-    bench/session_prepack.py). false: sessions start sooner and use less memory, batch-1
-    inference runs about as fast, larger batches slower (2.3x at batch 8 there)."""
+    inference at batch sizes above one, at the cost of most of a large model's session time
+    and a packed copy of those weights in anonymous memory (a 1 GB MLP with external data:
+    1.0-1.6 s and 1 GiB; bench/session_prepack.py). false: that session and its first run take
+    about 0.1 s, and the weights stay memory-mapped file pages (as resident once read, but the
+    kernel can drop and share them); batch-1 inference runs about as fast, larger batches
+    slower (2.3x at batch 8 there)."""
 
     execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     """ONNX Runtime execution providers, in order of preference (e.g. CUDAExecutionProvider)."""
