@@ -423,7 +423,7 @@ def main() -> int:
     text = (
         f"{when}, commit {commit}, {args.reps} interleaved repeats, median (min-max), seconds "
         f"from process start to the first 200 (the limit: to its session created); "
-        f"`nproc` {os.cpu_count()}, shared with other jobs.\n\n"
+        f"`nproc` {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the end.\n\n"
         f"{table(shapes, sides, results)}\n\n{phases(shapes, sides, results)}"
     )
     print(text)  # noqa: T201

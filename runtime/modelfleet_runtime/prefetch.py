@@ -10,8 +10,8 @@ versions are the thread's results (errors included: a failure there is reported 
 the repository's own call would have reported it); every later call goes to the real source.
 Nothing is verified twice and nothing is skipped: the thread runs the ordinary fetch.
 
-This module imports nothing heavy at import time (the storage package pulls in boto3 and the
-other scheme clients, which is the thread's first job).
+This module imports nothing heavy at import time (the storage code and the model's scheme
+client, botocore for s3://, are the thread's first job).
 """
 
 from __future__ import annotations

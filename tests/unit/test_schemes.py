@@ -5,6 +5,7 @@ runtime's storage and inference dependencies, Dockerfile.operator)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -75,6 +76,11 @@ def test_the_operator_imports_nothing_its_image_lacks() -> None:
 def test_every_fetched_scheme_has_a_store_and_no_other() -> None:
     assert set(storage.STORES) == {s.name for s in SCHEMES.values() if s.fetched}
     assert set(storage.WRITERS) <= set(storage.STORES)
+    # Each scheme's module (imported on first use) opens its store; a writer's writes too.
+    for scheme, module_name in storage.STORES.items():
+        module = importlib.import_module(f"modelfleet_runtime.storage.{module_name}")
+        assert callable(module.open_store), scheme
+        assert callable(getattr(module, "open_writable", None)) == (scheme in storage.WRITERS)
 
 
 def test_the_runtime_allows_the_default_schemes() -> None:

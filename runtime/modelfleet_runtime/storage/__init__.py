@@ -62,8 +62,8 @@ STORES: dict[str, str] = {  # every fetched scheme of schemes.SCHEMES (a test ch
 }
 """Each scheme's module in this package: its ``open_store`` is a ``StoreOpener``, and a scheme
 of ``WRITERS`` has ``open_writable`` too. A module is imported when its scheme is first
-opened, so a server imports its own scheme's client only (boto3 for s3://, urllib3 for gs://
-and oci://): a start from s3:// skips the other clients' imports."""
+opened, so a server imports its own scheme's client only (botocore for s3://, urllib3 for
+gs:// and oci://): a start from s3:// skips the other clients' imports."""
 
 WRITERS = frozenset({"s3", "gs", "file"})
 """The schemes ``modelfleet models push`` writes to (oci:// has its own protocol)."""

@@ -46,8 +46,10 @@ async def test_requests_refused_at_the_concurrency_limit_count_as_shed(tmp_path:
         body = {"inputs": [ROW]}
         before = samples((await served.client.get("/metrics")).text)
         served.dataplane.admit()  # the one slot is taken
-        refused = await served.client.post("/v2/models/adder/infer", json=body)
-        served.dataplane.in_flight -= 1  # and given back
+        try:
+            refused = await served.client.post("/v2/models/adder/infer", json=body)
+        finally:
+            served.dataplane.in_flight -= 1  # and given back
         answered = await served.client.post("/v2/models/adder/infer", json=body)
         after = samples((await served.client.get("/metrics")).text)
     assert (refused.status_code, answered.status_code) == (503, 200)
