@@ -23,7 +23,6 @@ session).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -68,12 +67,10 @@ def run_ours(shape: tts_models.Shape, mode: str, dest: Path) -> tuple[float, flo
     return float(seconds), float(cpu)
 
 
-def run_limit(shape: tts_models.Shape, dest: Path) -> tuple[float, float]:
-    command = [str(tts.VENV / "python"), str(tts.HERE / "servers/limit_fetch_load.py"), tts.S3,
-               tts.BUCKET, f"{shape.label}/1", str(dest)]  # fmt: skip
-    done = subprocess.run(command, check=True, capture_output=True, env={**os.environ, **tts.ENV})
-    stamps = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return stamps["downloaded"] - stamps["imported_boto3"], stamps["cpu"]
+def run_limit(shape: tts_models.Shape, work: Path) -> tuple[float, float]:
+    """``time_to_serve``'s run of the limit: its download stamp and its CPU seconds."""
+    stamps = tts.run_limit(shape, work)
+    return stamps["download"], stamps["cpu"]
 
 
 def main() -> int:
@@ -86,13 +83,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fetch-") as tmp, tts.seaweed(Path(tmp)):
         tts.push_models([shape])
         dest = Path(tmp) / "dest"
-        run_limit(shape, dest)  # not counted
-        shutil.rmtree(dest, ignore_errors=True)
+        run_limit(shape, Path(tmp))  # not counted
         modes = ["hash", "no hash", "limit"]
         for rep in range(args.reps):
             for mode in modes[rep % 3 :] + modes[: rep % 3]:
                 seconds, cpu = (
-                    run_limit(shape, dest) if mode == "limit" else run_ours(shape, mode, dest)
+                    run_limit(shape, Path(tmp)) if mode == "limit" else run_ours(shape, mode, dest)
                 )
                 shutil.rmtree(dest, ignore_errors=True)
                 found.setdefault(mode, []).append((seconds, cpu))

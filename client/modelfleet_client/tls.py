@@ -38,10 +38,13 @@ class TlsFiles:
         """The context of an https:// client. Raises OSError or ssl.SSLError at once for
         files that cannot be read or do not match, before any connection."""
         context = ssl.create_default_context(cafile=self.ca_file)
+        self._load_cert(context)
+        return context
+
+    def _load_cert(self, context: ssl.SSLContext) -> None:
         if self.cert_files is not None:
             # A refusing password callback: without one, OpenSSL would prompt on the terminal.
             context.load_cert_chain(*self.cert_files, password=_encrypted_key)
-        return context
 
     def pem(self) -> tuple[bytes | None, bytes | None, bytes | None]:
         """(root certificates, private key, certificate chain) for gRPC; None where not given.
@@ -51,7 +54,7 @@ class TlsFiles:
         roots = Path(self.ca_file).read_bytes() if self.ca_file else None
         if self.cert_files is None:
             return roots, None, None
-        self.context()
+        self._load_cert(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # no system CAs to read for it
         cert, key = self.cert_files
         return roots, Path(key).read_bytes(), Path(cert).read_bytes()
 

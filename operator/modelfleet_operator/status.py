@@ -154,25 +154,25 @@ def check_tls_secret(svc: ParsedService, secret: SecretSummary | None) -> Proble
     spec = tls.tls_of(svc)
     if spec is None:
         return None
-    name, keep = spec.secret_name, _KEEP
+    name = spec.secret_name
     if secret is None:
         return Problem(
             "TLSSecretNotFound",
             f"Secret {name!r} (spec.modelfleet.tls.secretName) does not exist in namespace "
             f"{svc.namespace!r}; create a {TLS_SECRET_TYPE} Secret with tls.crt and tls.key "
-            f"(a cert-manager Certificate does); until then {keep}",
+            f"(a cert-manager Certificate does); until then {_KEEP}",
         )
     if secret.type != TLS_SECRET_TYPE:
         return Problem(
             "TLSSecretInvalid",
             f"Secret {name!r} has type {secret.type!r}; spec.modelfleet.tls needs a "
-            f"{TLS_SECRET_TYPE} Secret (keys tls.crt and tls.key); until then {keep}",
+            f"{TLS_SECRET_TYPE} Secret (keys tls.crt and tls.key); until then {_KEEP}",
         )
     if spec.client_auth == "Require" and secret.keys < 3:
         return Problem(
             "TLSSecretInvalid",
             f"Secret {name!r} holds no ca.crt: clientAuth Require needs the CA that signs "
-            f"client certificates under that key (cert-manager writes it); until then {keep}",
+            f"client certificates under that key (cert-manager writes it); until then {_KEEP}",
         )
     return None
 

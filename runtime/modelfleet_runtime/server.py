@@ -101,7 +101,7 @@ def build(
     repository = ModelRepository(settings, registry, source, metrics, tracer=tracer)
     dataplane = DataPlane(settings, registry, metrics, tracer)
     if tls is not None:
-        metrics.tls_expiry.source = lambda: tls.current.material.not_after()
+        metrics.tls_expiry.source = lambda: tls.current.not_after
 
     async def background() -> None:
         await asyncio.gather(repository.run(), _announce(settings, registry))

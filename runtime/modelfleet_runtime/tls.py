@@ -129,6 +129,8 @@ def _element(der: bytes, pos: int) -> tuple[int, int, int]:
 class Loaded:
     material: Material
     context: ssl.SSLContext
+    not_after: float | None
+    """When the certificate expires (POSIX seconds), read once at load; None if unreadable."""
 
 
 def _read(cert: Path, key: Path, client_ca: Path | None) -> Material:
@@ -170,7 +172,7 @@ def _load(cert: Path, key: Path, client_ca: Path | None) -> Loaded:
     if _read(cert, key, client_ca) != before:
         raise TlsError("the files changed while they were loaded")
     before.fingerprint()  # fails on a certificate file that OpenSSL took but is not PEM
-    return Loaded(before, context)
+    return Loaded(before, context, before.not_after())
 
 
 def _reason(exc: OSError | TlsError) -> str:

@@ -100,6 +100,10 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self._root}/{key}" if self._root else key
 
+    def _where(self, key: str) -> str:
+        """``key``'s URI, for error messages."""
+        return f"s3://{self._bucket}/{self._key(key)}"
+
     def list(self, prefix: str) -> list[ObjectInfo]:
         """ListObjectsV2 under ``root/prefix``, all pages."""
         full_prefix = f"{self._root}/{prefix}" if self._root else prefix
@@ -123,14 +127,14 @@ class S3Store:
         try:
             head = self._client.head_object(Bucket=self._bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as exc:
-            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+            raise map_error(exc, self._where(key)) from None
         return ObjectInfo(key, head["ContentLength"], head.get("ETag", "").strip('"'))
 
     def download(
         self, key: str, dest: Path, *, offset: int, length: int | None, progress: ProgressFn
     ) -> None:
         """GetObject, with a Range header for a part; streamed to ``dest`` at ``offset``."""
-        where = f"s3://{self._bucket}/{self._key(key)}"
+        where = self._where(key)
         extra: dict[str, Any] = {}
         if length is not None:
             extra["Range"] = f"bytes={offset}-{offset + length - 1}"
@@ -151,7 +155,7 @@ class S3Store:
         from boto3.exceptions import S3UploadFailedError  # push only: a server never uploads
         from boto3.s3.transfer import S3Transfer
 
-        where = f"s3://{self._bucket}/{self._key(key)}"
+        where = self._where(key)
         try:
             with S3Transfer(self._client) as transfer:
                 transfer.upload_file(str(source), self._bucket, self._key(key))
@@ -173,9 +177,9 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 return False
-            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+            raise map_error(exc, self._where(key)) from None
         except BotoCoreError as exc:
-            raise map_error(exc, f"s3://{self._bucket}/{self._key(key)}") from None
+            raise map_error(exc, self._where(key)) from None
         return True
 
 
