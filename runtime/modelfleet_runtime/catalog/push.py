@@ -28,7 +28,6 @@ from ..models.onnx import ModelLoadError, OnnxModel
 from ..schemes import scheme_of
 from ..storage import NotFoundError, StorageError, WritableStore, open_writable
 from ..storage.base import ObjectStore, RemoteFile
-from ..storage.layout import MODEL_FILE, version_files
 from ..storage.manifest import (
     CLAIM_FILE,
     MANIFEST_FILE,
@@ -39,6 +38,7 @@ from ..storage.manifest import (
     digest_of,
 )
 from ..storage.paths import check_relative
+from ..storage.versions import MODEL_FILE, version_files
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The sha256 of a file computed while its parts download, so that verifying a version costs no
 second pass over its bytes.
 
-``layout.py`` downloads a large file in byte ranges that finish in any order. A ``PartHasher``
+``download.py`` downloads a large file in byte ranges that finish in any order. A ``PartHasher``
 learns of each part once its download has returned (its bytes are on disk and no later write
 touches them: parts are disjoint, and a part is retried only before it succeeds), and hashes the
 file in order, from the file itself, as far as the finished parts reach without a gap. The

@@ -16,6 +16,9 @@ a live one's, even with several servers sharing one ``model_dir`` (``locks.py``)
 
 With ``cache_dir`` set, a fetch goes through the model cache (``cache.py``) instead: the version
 is looked up by its key (``_cache_key``), and downloaded into the cache only when it is absent.
+
+How a listing groups into versions is ``versions.py``'s; the parallel download of a version's
+files (ranges, hashing as parts arrive, progress, retries) is ``download.py``'s.
 """
 
 from __future__ import annotations
@@ -25,13 +28,8 @@ import hashlib
 import logging
 import re
 import shutil
-import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from ..config import Settings
 from ..metrics import Metrics
@@ -41,7 +39,6 @@ from . import manifest
 from .archive import is_archive, unpack
 from .base import (
     IntegrityError,
-    ObjectInfo,
     ObjectStore,
     RemoteFile,
     RemoteVersion,
@@ -49,22 +46,17 @@ from .base import (
     UnsafePathError,
 )
 from .cache import ModelCache, version_key
-from .digests import PartHasher
+from .download import download_files
 from .locks import staging
-from .paths import check_relative, contained, version_number
-from .progress import Progress
+from .paths import check_relative, version_number
 from .retry import Retrier
+from .versions import MODEL_FILE, flat_version, group_versions, version_files
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 ARCHIVE_DIR = ".archive"
 """Where a version that is one archive is downloaded, inside its temporary folder."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-
-
-class _Cancelled(Exception):
-    """Raised inside a download thread once its fetch has already failed."""
 
 
 class StoreSource:
@@ -239,7 +231,16 @@ class StoreSource:
             with staging(base, f"{version.number}-") as tmp:
                 started = time.perf_counter()
                 hashed = self._hashed_while_downloading(files, version.number)
-                digests = await self._download_all(version, files, tmp, hashed)
+                digests = await download_files(
+                    self._store,
+                    [(file, self._remote_key(version, file)) for file in files],
+                    tmp,
+                    hashed,
+                    label=f"{self.uri} version {version.number}",
+                    number=version.number,
+                    settings=self._settings,
+                    retrier=self._retrier(),
+                )
                 for archive in filter(_is_archive_file, files):
                     await asyncio.to_thread(unpack, tmp / archive.path, tmp, where=self.uri)
                     shutil.rmtree(tmp / ARCHIVE_DIR)
@@ -272,57 +273,6 @@ class StoreSource:
             return {f.path for f in files if not _is_archive_file(f)}
         return {MODEL_FILE} if number in self._settings.sha256 else set()
 
-    async def _download_all(
-        self, version: RemoteVersion, files: list[RemoteFile], tmp: Path, hashed: set[str]
-    ) -> dict[str, str]:
-        """Download every file (large ones in parallel ranges) on a private thread pool, so
-        that on failure or cancellation every thread has stopped before ``tmp`` is removed.
-        Returns the sha256 of each file in ``hashed``, computed as its parts arrived
-        (``digests.py``)."""
-        label = f"{self.uri} version {version.number}"
-        total = sum(f.size for f in files)
-        stop = threading.Event()
-        pool = ThreadPoolExecutor(self._settings.download_concurrency, "modelfleet-fetch")
-        hash_pool = ThreadPoolExecutor(1, "modelfleet-hash")  # PartHasher needs one thread
-        hashers: dict[str, PartHasher] = {}
-        retrier = self._retrier()
-        try:
-            with Progress(label, total) as progress:
-                jobs = []
-                for file in files:
-                    dest = contained(tmp, file.path)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    key = self._remote_key(version, file)
-                    hasher = None
-                    if file.path in hashed:
-                        hasher = hashers[file.path] = PartHasher(dest, file.size, hash_pool)
-                    for offset, length in self._parts(file, dest):
-                        span = (offset, file.size if length is None else length)
-                        job = _Job(self._store, key, dest, offset, length, progress, stop)
-                        job.done = partial(hasher.finished, *span) if hasher else None
-                        jobs.append(self._run_job(job, pool, retrier))
-                await _all_or_first_error(jobs)
-            _check_sizes(files, tmp, where=self._store.location, number=version.number)
-            found = {path: await asyncio.to_thread(h.digest) for path, h in hashers.items()}
-            return {path: digest for path, digest in found.items() if digest is not None}
-        finally:
-            stop.set()
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-            await asyncio.to_thread(hash_pool.shutdown, wait=True, cancel_futures=True)
-
-    def _parts(self, file: RemoteFile, dest: Path) -> list[tuple[int, int | None]]:
-        part = self._settings.download_part_size
-        if not self._store.ranged or file.size <= part:
-            return [(0, None)]
-        with dest.open("wb") as f:
-            f.truncate(file.size)
-        return [(off, min(part, file.size - off)) for off in range(0, file.size, part)]
-
-    async def _run_job(self, job: _Job, pool: ThreadPoolExecutor, retrier: Retrier) -> None:
-        loop = asyncio.get_running_loop()
-        what = f"{self._store.location}/{job.key}"
-        await retrier.call(what, lambda: loop.run_in_executor(pool, job.run))
-
     async def _check_digest(
         self, number: int, model: Path, known: dict[str, str] | None = None
     ) -> str | None:
@@ -339,95 +289,6 @@ class StoreSource:
         return got
 
 
-class _Job:
-    """One download call (a whole object or one byte range) that undoes its progress when
-    it fails, so a retried part is not counted twice."""
-
-    def __init__(
-        self,
-        store: ObjectStore,
-        key: str,
-        dest: Path,
-        offset: int,
-        length: int | None,
-        progress: Progress,
-        stop: threading.Event,
-    ) -> None:
-        self.key = key
-        self._store, self._dest, self._offset, self._length = store, dest, offset, length
-        self._progress, self._stop = progress, stop
-        self.done: Callable[[], None] | None = None
-        """Called once the bytes are on disk (the download returned, its file closed)."""
-
-    def run(self) -> None:
-        written = 0
-
-        def count(nbytes: int) -> None:
-            nonlocal written
-            if self._stop.is_set():
-                raise _Cancelled
-            written += nbytes
-            self._progress.add(nbytes)
-
-        try:
-            self._store.download(
-                self.key, self._dest, offset=self._offset, length=self._length, progress=count
-            )
-        except BaseException:
-            self._progress.add(-written)
-            raise
-        if self.done is not None:
-            self.done()
-
-
-async def _all_or_first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:
-    """Run the coroutines together; on the first failure cancel the rest and raise it."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            for job in jobs:
-                group.create_task(job)
-    except BaseExceptionGroup as group_error:
-        first = group_error.exceptions[0]
-        raise first from None
-
-
-def version_files(objects: list[ObjectInfo], *, where: str) -> dict[int, list[RemoteFile]]:
-    """The listed objects of each numbered version folder, by number. Any unsafe key refuses
-    the whole listing: a repository holding one is treated as tampered with, not
-    half-trusted."""
-    files: dict[int, list[RemoteFile]] = {}
-    for obj in objects:
-        if obj.key.endswith("/") and obj.size == 0:
-            continue  # a folder marker, as consoles create
-        check_relative(obj.key, where=where)
-        folder, _, rest = obj.key.partition("/")
-        number = version_number(folder, where=where) if rest else None
-        if number is not None:
-            files.setdefault(number, []).append(RemoteFile(rest, obj.size, obj.etag))
-    return dict(sorted(files.items()))
-
-
-def group_versions(objects: list[ObjectInfo], *, where: str) -> dict[int, RemoteVersion]:
-    """Group listed objects into versions that hold a model.onnx."""
-    versions = {}
-    for number, files in version_files(objects, where=where).items():
-        if not any(f.path == MODEL_FILE for f in files):
-            log.warning("%s: version %d has no %s yet; skipping it", where, number, MODEL_FILE)
-            continue
-        served = tuple(f for f in files if f.path != manifest.CLAIM_FILE)
-        versions[number] = RemoteVersion(number, served)
-    return versions
-
-
-def flat_version(objects: list[ObjectInfo], *, where: str) -> RemoteVersion | None:
-    """Version 1 made of every file, when the folder's top level holds model.onnx and there
-    is no numbered version folder: how a model image mounted as a volume looks."""
-    if not any(obj.key == MODEL_FILE for obj in objects) or version_files(objects, where=where):
-        return None
-    files = (RemoteFile(o.key, o.size, o.etag) for o in objects if not o.key.endswith("/"))
-    return RemoteVersion(1, tuple(files))
-
-
 def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
     if version_number(str(version.number), where=where) is None:
         raise UnsafePathError(f"{where}: version {version.number!r} is not a positive integer")
@@ -438,16 +299,6 @@ def _checked_files(version: RemoteVersion, *, where: str) -> list[RemoteFile]:
             f"{where}: version {version.number} has no {MODEL_FILE}", reason="NotFound"
         )
     return list(version.files)
-
-
-def _check_sizes(files: list[RemoteFile], tmp: Path, *, where: str, number: int) -> None:
-    for f in files:
-        got = (tmp / f.path).stat().st_size
-        if got != f.size:
-            raise IntegrityError(
-                f"{where}: version {number} file {f.path} is {got} bytes, storage listed "
-                f"{f.size} (it changed during the download?)"
-            )
 
 
 def _ignore(_nbytes: int) -> None:

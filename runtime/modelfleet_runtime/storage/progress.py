@@ -1,6 +1,6 @@
 """Download progress: a tqdm bar in a terminal, a log line at most every few seconds in a pod.
 
-``layout.py`` makes one ``Progress`` per version fetch; the store threads call ``add`` with the
+``download.py`` makes one ``Progress`` per version fetch; the store threads call ``add`` with the
 bytes they write (thread-safe).
 """
 

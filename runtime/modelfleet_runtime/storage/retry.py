@@ -1,8 +1,8 @@
 """Bounded retries for storage calls: exponential backoff with jitter under one deadline.
 
-``layout.py`` wraps every listing and every download part in ``Retrier.call``. Only
-``UnavailableError`` (network, 5xx, throttling) is retried; every other StorageError raises at
-once, because another try cannot fix a wrong key or a missing object.
+``layout.py`` wraps every listing, and ``download.py`` every download part, in
+``Retrier.call``. Only ``UnavailableError`` (network, 5xx, throttling) is retried; every other
+StorageError raises at once, because another try cannot fix a wrong key or a missing object.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from modelfleet_runtime.storage.base import (
     ObjectInfo,
     StorageError,
 )
-from modelfleet_runtime.storage.layout import flat_version
 from modelfleet_runtime.storage.oci import parse_reference
 from modelfleet_runtime.storage.oci_auth import (
     Challenge,
@@ -33,6 +32,7 @@ from modelfleet_runtime.storage.oci_auth import (
 )
 from modelfleet_runtime.storage.oci_image import build_layer, parse_image, pick_manifest
 from modelfleet_runtime.storage.uri import parse_uri
+from modelfleet_runtime.storage.versions import flat_version
 
 HEX = "ab" * 32
 

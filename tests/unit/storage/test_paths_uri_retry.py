@@ -15,7 +15,6 @@ from modelfleet_runtime.storage.base import (
     UnavailableError,
     UnsafePathError,
 )
-from modelfleet_runtime.storage.layout import group_versions
 from modelfleet_runtime.storage.paths import check_relative, contained, version_number
 from modelfleet_runtime.storage.retry import Retrier
 from modelfleet_runtime.storage.uri import (
@@ -24,6 +23,7 @@ from modelfleet_runtime.storage.uri import (
     parse_uri,
     split_single,
 )
+from modelfleet_runtime.storage.versions import group_versions
 
 
 @pytest.mark.parametrize(
