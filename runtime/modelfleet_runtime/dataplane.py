@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import numpy as np
-
 from modelfleet_runtime import __version__, logs
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.errors import (
@@ -37,12 +35,12 @@ from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.models.batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
-from modelfleet_runtime.protocol import InferRequest, InferResponse, TensorSpec, datatype_of
+from modelfleet_runtime.protocol import Arrays, InferRequest, InferResponse
+from modelfleet_runtime.signature import check_inputs, check_outputs
 from modelfleet_runtime.tracing import RequestTrace, Tracer
 
 log = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray[Any, Any]]
 Runner = Callable[[OnnxModel, Arrays, list[str] | None], Awaitable[Arrays]]
 T = TypeVar("T")
 
@@ -98,44 +96,6 @@ class Outcome(Generic[T]):
     value: T | None = None
     status: int = 200
     error: str = ""
-
-
-def check_inputs(model: OnnxModel, inputs: Arrays) -> None:
-    """Raise a 400 naming what was expected and what arrived, Triton style."""
-    expected = model.inputs
-    if inputs.keys() != expected.keys():
-        missing = sorted(expected.keys() - inputs.keys())
-        extra = sorted(inputs.keys() - expected.keys())
-        detail = []
-        if missing:
-            detail.append(f"missing required input(s) {missing}")
-        if extra:
-            detail.append(f"unexpected input(s) {extra}")
-        raise BadRequestError(
-            f"expected {len(expected)} inputs but got {len(inputs)}: " + "; ".join(detail)
-        )
-    for name, array in inputs.items():
-        _check_input(expected[name], array)
-
-
-def _check_input(spec: TensorSpec, array: np.ndarray[Any, Any]) -> None:
-    got = datatype_of(array)
-    if got != spec.datatype:
-        raise BadRequestError(f"input '{spec.name}': expected datatype {spec.datatype}, got {got}")
-    if not spec.accepts(array.shape):
-        raise BadRequestError(
-            f"input '{spec.name}': expected shape {spec.wire()['shape']}, got {list(array.shape)}"
-        )
-
-
-def check_outputs(model: OnnxModel, outputs: list[str] | None) -> None:
-    if outputs is None:
-        return
-    unknown = sorted(set(outputs) - model.outputs.keys())
-    if unknown:
-        raise BadRequestError(
-            f"unknown output(s) {unknown}; model '{model.name}' has {sorted(model.outputs)}"
-        )
 
 
 class DataPlane:

@@ -2,7 +2,7 @@
 document (``openapi.py`` puts them in place of the protocol's generic bodies once a version is
 loaded).
 
-They state what ``codec.py`` and ``dataplane.check_inputs`` check: the inputs by name (each
+They state what ``codec.py`` and ``signature.check_inputs`` check: the inputs by name (each
 once), their datatypes, the static dimensions of their shapes, element types and ranges, and
 the output names. One rule is beyond JSON Schema and is said in words only: ``data`` holds
 product(shape) elements (flat, or nested row-major).

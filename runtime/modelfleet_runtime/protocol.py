@@ -19,6 +19,9 @@ from modelfleet_client.tensors import DATATYPES as DATATYPES
 from modelfleet_client.tensors import NUMPY_TYPES as NUMPY_TYPES
 from modelfleet_client.tensors import datatype_of as datatype_of
 
+Arrays = dict[str, np.ndarray[Any, Any]]
+"""Tensors by name: a request's inputs, a model's outputs."""
+
 # ONNX Runtime's type strings -> Open Inference Protocol datatype.
 ONNX_TYPES: dict[str, str] = {
     "tensor(bool)": "BOOL",

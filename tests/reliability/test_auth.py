@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelfleet_runtime.dataplane import Arrays
 from modelfleet_runtime.models.onnx import OnnxModel
+from modelfleet_runtime.protocol import Arrays
 from tests.helpers import onnx_models
 from tests.helpers.runtime import InProcess, serve_process, wait_until
 
