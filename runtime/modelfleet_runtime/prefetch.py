@@ -10,8 +10,15 @@ versions are the thread's results (errors included: a failure there is reported 
 the repository's own call would have reported it); every later call goes to the real source.
 Nothing is verified twice and nothing is skipped: the thread runs the ordinary fetch.
 
+Each version the thread fetched it then loads too (``OnnxModel.load``: the session, its
+signature, the warm-up), and the repository's loader (``Prefetch.load``) takes that model
+instead of loading the same file again. ONNX Runtime releases the GIL while it creates a
+session, so a large model's session (a second or more for 1 GB, most of it pre-packing the
+weights) is made while the main thread is still importing the web stack, not after it. A load
+that fails is the repository's failure, reported as its own load would have been.
+
 This module imports nothing heavy at import time (the storage code and the model's scheme
-client, botocore for s3://, are the thread's first job).
+client, botocore for s3://, are the thread's first job; ONNX Runtime its first load).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from modelfleet_runtime.models.policy import select_versions
 from modelfleet_runtime.startup import StartPhases
 
 if TYPE_CHECKING:
+    from modelfleet_runtime.models.onnx import OnnxModel
     from modelfleet_runtime.storage.base import ModelSource, RemoteVersion
 
 Fetched = tuple[Path, StartPhases]
@@ -44,6 +52,7 @@ class Prefetch:
         self._opened: Future[ModelSource] = Future()
         self._listing: Future[dict[int, RemoteVersion]] = Future()
         self._fetches: dict[tuple[int, str], Future[Fetched]] = {}
+        self._loads: dict[tuple[str, int, Path], Future[OnnxModel]] = {}
         self._lock = threading.Lock()
         # The thread runs in a copy of the caller's context: its log lines carry the served
         # model (``logs.model_name``) like the server's own.
@@ -94,9 +103,38 @@ class Prefetch:
                 continue
             phases = StartPhases()
             try:
-                future.set_result((await source.fetch(listing[number], phases), phases))
+                path = await source.fetch(listing[number], phases)
             except Exception as exc:
                 future.set_exception(exc)
+                continue
+            load: Future[OnnxModel] = Future()
+            with self._lock:  # known before the repository can ask for it
+                self._loads[self._settings.model_name, number, path] = load
+            future.set_result((path, phases))
+            # Blocking, on purpose: this thread's loop has nothing else to run, and the next
+            # fetch waits as it would in the repository (fetch, load, then the next version).
+            self._load(number, path, load)
+
+    def _load(self, number: int, path: Path, load: Future[OnnxModel]) -> None:
+        if not load.set_running_or_notify_cancel():
+            return
+        try:
+            from modelfleet_runtime.models.onnx import OnnxModel
+
+            load.set_result(OnnxModel.load(self._settings.model_name, number, path, self._settings))
+        except BaseException as exc:  # the repository's to report (ModelLoadError and all)
+            load.set_exception(exc)
+
+    def load(self, name: str, version: int, path: Path, settings: Settings) -> OnnxModel:
+        """The repository's loader (``models.repository.Loader``): the thread's load of this
+        very file, waited for, at most once; any other load is ``OnnxModel.load``'s."""
+        with self._lock:
+            early = self._loads.pop((name, version, path), None)
+        if early is None or settings is not self._settings:
+            from modelfleet_runtime.models.onnx import OnnxModel
+
+            return OnnxModel.load(name, version, path, settings)
+        return early.result()
 
     def source(self) -> ModelSource:
         """The source for the repository; raises what ``storage.open_source`` raised (a

@@ -93,12 +93,18 @@ def build(
 ) -> tuple[Any, DataPlane]:
     """The app and its data plane, wired from settings (what tests and ``serve`` share);
     with ``tls``, gRPC serves it and its files are watched while the app runs; with
-    ``prefetch``, the model's first listing and download are already under way."""
+    ``prefetch``, the model's first listing, download and load are already under way."""
     metrics = prefetch.metrics if prefetch is not None else Metrics()
     registry = ModelRegistry(settings.model_name)
     tracer = tracing.start(settings)  # None unless --tracing: no OpenTelemetry at all
-    source = prefetch.source() if prefetch is not None else open_source(settings, metrics)
-    repository = ModelRepository(settings, registry, source, metrics, tracer=tracer)
+    if prefetch is None:
+        repository = ModelRepository(
+            settings, registry, open_source(settings, metrics), metrics, tracer=tracer
+        )
+    else:  # its first listing, fetches and loads are the prefetch thread's
+        repository = ModelRepository(
+            settings, registry, prefetch.source(), metrics, prefetch.load, tracer
+        )
     dataplane = DataPlane(settings, registry, metrics, tracer)
     if tls is not None:
         metrics.tls_expiry.source = lambda: tls.current.not_after
