@@ -16,7 +16,7 @@ Per size, interleaved (the order rotates each repeat), N repeats, median and spr
   fresh process, ``servers/kserve_download.py``), then its ModelServer
   (``servers/kserve_onnx.py``) to the first 200. KServe 0.21 from ``scripts/peers kserve``.
 - ours, cache (``--cache-row``): a second start with ``--cache-dir`` after a first one filled
-  it, where the runtime has that setting.
+  it, where the runtime has that setting (with ``--baseline``, the baseline's too).
 
 Interpreter start counts on every side. Every model is pushed with ``modelfleet models push``
 (so ours verifies the manifest's sha256 of every file, as in production); every server runs
@@ -298,12 +298,14 @@ def has_cache_dir() -> bool:
     return "--cache-dir" in help_text
 
 
-def run_ours_cached(shape: tts_models.Shape, work: Path) -> dict[str, float]:
+def run_ours_cached(
+    shape: tts_models.Shape, work: Path, env: dict[str, str] | None = None
+) -> dict[str, float]:
     """A second start from a cache a first start filled (the first is not timed)."""
     cache = work / "cache"
     try:
-        run_ours(shape, work, "--cache-dir", str(cache))
-        return run_ours(shape, work, "--cache-dir", str(cache))
+        run_ours(shape, work, "--cache-dir", str(cache), env=env)
+        return run_ours(shape, work, "--cache-dir", str(cache), env=env)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -320,6 +322,7 @@ def measure(
     if baseline is not None:
         old = {"PYTHONPATH": str(baseline_runtime(baseline, work))}
         runners[f"ours@{baseline}"] = lambda s: run_ours(s, work, env=old)
+        runners[f"ours@{baseline}, cache"] = lambda s: run_ours_cached(s, work, env=old)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(reps):
         for shape in shapes:
@@ -413,6 +416,8 @@ def main() -> int:
         sides.append("ours, cache")
     if args.baseline:
         sides.append(f"ours@{args.baseline}")
+        if args.cache_row:  # the baseline from its own warm cache too
+            sides.append(f"ours@{args.baseline}, cache")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
