@@ -115,12 +115,18 @@ def start_ours(
 
 
 def start_floor(
-    work: Path, label: str, model: str, path: Path, port: int, script: str = "asgi_floor.py"
+    work: Path,
+    label: str,
+    model: str,
+    path: Path,
+    port: int,
+    script: str = "asgi_floor.py",
+    venv: str = "ours",
 ) -> Server:
-    """A reference floor from bench/servers/ in the "ours" venv: the raw-ASGI one, or
-    ``grpc_floor.py`` (grpc.aio, gRPC on ``port + 1``)."""
-    command = [str(work / "venvs/ours/bin/python"), str(HERE / "servers" / script), str(path),
-               model, str(port)]  # fmt: skip
+    """A reference floor from bench/servers/ in bench/.work/venvs/VENV: the raw-ASGI one,
+    ``grpc_floor.py`` (grpc.aio, gRPC on ``port + 1``) or ``grpc_h2_floor.py``."""
+    command = [str(work / "venvs" / venv / "bin/python"), str(HERE / "servers" / script),
+               str(path), model, str(port)]  # fmt: skip
     log = work / "logs" / f"{label}-{port}.log"
     return Server(label, "floor", model, port, _spawn(command, log), log)
 
