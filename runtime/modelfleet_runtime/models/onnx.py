@@ -33,6 +33,13 @@ _OPTIMIZATION = {
 WARM_UP_BUDGET = 0.05
 """Seconds of warm-up runs after which no more are made (``OnnxModel.warm_up``)."""
 
+_EXTERNAL_DATA_HINT = (
+    " (the model keeps its weights in external-data files, which did not come with it: a URI"
+    " that names one .onnx file brings that file only; give the folder that holds the model"
+    " and its data files, or a repository pushed with 'modelfleet models push')"
+)
+"""Added to ONNX Runtime's message when a model's external data is missing."""
+
 _ONE: dict[str, Any] = {"BOOL": True, "BYTES": ""}
 """Example values of the datatypes that take no number (``OnnxModel.example_inputs``)."""
 
@@ -89,7 +96,10 @@ class OnnxModel:
         try:
             session, graph_cache = warm.create_session(path, session_options(settings), settings)
         except Exception as exc:  # ONNX Runtime raises its own exception types and RuntimeError
-            raise ModelLoadError(f"ONNX Runtime cannot load version {version}: {exc}") from None
+            hint = _EXTERNAL_DATA_HINT if "External data path does not exist" in str(exc) else ""
+            raise ModelLoadError(
+                f"ONNX Runtime cannot load version {version}: {exc}{hint}"
+            ) from None
         inputs = {node.name: _spec(node) for node in session.get_inputs()}
         outputs = {node.name: _spec(node) for node in session.get_outputs()}
         model = cls(name, version, path, session, inputs, outputs, graph_cache=graph_cache)

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from modelfleet_runtime.models.onnx import ModelLoadError, OnnxModel
 from modelfleet_runtime.storage import (
     AccessDeniedError,
     NotFoundError,
@@ -67,6 +68,20 @@ async def test_local_single_file(tmp_path: Path) -> None:
     versions = await source.list_versions()
     assert list(versions) == [1]
     assert (await source.fetch(versions[1])).read_bytes() == model.read_bytes()
+
+
+async def test_one_file_whose_external_data_stays_behind_says_to_serve_its_folder(
+    tmp_path: Path,
+) -> None:
+    weights = external_data_model(tmp_path / "pvc", floats=1000)
+    configured = settings(tmp_path, str(tmp_path / "pvc" / "model.onnx"))
+    source = open_source(configured)
+    path = await source.fetch((await source.list_versions())[1])
+    with pytest.raises(ModelLoadError, match="give the folder that holds the model"):
+        OnnxModel.load("m", 1, path, configured)
+
+    folder = open_source(settings(tmp_path, str(tmp_path / "pvc")))  # the folder: it serves
+    _run(await folder.fetch((await folder.list_versions())[1]), weights)
 
 
 async def test_local_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
