@@ -2,7 +2,8 @@
 10 MB, 200 MB and 1 GB (``tts_models.py``) on a real S3 server (SeaweedFS) on loopback.
 
     .venv/bin/python bench/time_to_serve.py [--sizes 10MB 200MB 1GB] [--reps 3] [--write]
-                                            [--cache-row] [--no-kserve]
+                                            [--cache-row] [--local-row] [--no-kserve]
+                                            [--baseline REV]
 
 Per size, interleaved (the order rotates each repeat), N repeats, median and spread:
 
@@ -16,7 +17,11 @@ Per size, interleaved (the order rotates each repeat), N repeats, median and spr
   fresh process, ``servers/kserve_download.py``), then its ModelServer
   (``servers/kserve_onnx.py``) to the first 200. KServe 0.21 from ``scripts/peers kserve``.
 - ours, cache (``--cache-row``): a second start with ``--cache-dir`` after a first one filled
-  it, where the runtime has that setting (with ``--baseline``, the baseline's too).
+  it, where the runtime has that setting.
+- ours, local file (``--local-row``): ``--model-uri`` the model's local folder (model.onnx
+  and its external data; nothing to download or verify: imports, session, warm-up).
+
+With ``--baseline REV``, ours at commit REV too, in every row ours has.
 
 Interpreter start counts on every side. Every model is pushed with ``modelfleet models push``
 (so ours verifies the manifest's sha256 of every file, as in production); every server runs
@@ -204,11 +209,16 @@ def baseline_runtime(rev: str, work: Path) -> Path:
 
 
 def run_ours(
-    shape: tts_models.Shape, work: Path, *flags: str, env: dict[str, str] | None = None
+    shape: tts_models.Shape,
+    work: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    uri: str | None = None,
 ) -> dict[str, float]:
+    """``modelfleet serve`` of ``uri`` (default: the model in S3) to its first 200."""
     port = _free_port()
     command = [
-        str(VENV / "modelfleet"), "serve", "--model-uri", f"s3://{BUCKET}/{shape.label}",
+        str(VENV / "modelfleet"), "serve", "--model-uri", uri or f"s3://{BUCKET}/{shape.label}",
         "--name", "tts", "--port", str(port), "--grpc-port", "0", "--poll-interval", "0",
         "--s3-endpoint-url", S3, "--s3-addressing-style", "path", "--intra-op-threads", "1",
         "--inter-op-threads", "1", "--model-dir", str(work / "ours-models"), *flags,
@@ -310,6 +320,14 @@ def run_ours_cached(
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def run_ours_local(
+    shape: tts_models.Shape, work: Path, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """A start from the model's local folder (a laptop's ``modelfleet serve ./model``, or a
+    volume mounted in the pod): files hard-linked, nothing downloaded or verified."""
+    return run_ours(shape, work, env=env, uri=str(tts_models.build(shape).parent))
+
+
 def measure(
     shapes: list[tts_models.Shape], sides: list[str], reps: int, work: Path, baseline: str | None
 ) -> dict[tuple[str, str], list[dict[str, float]]]:
@@ -318,11 +336,13 @@ def measure(
         "limit": lambda s: run_limit(s, work),
         "kserve": lambda s: run_kserve(s, work),
         "ours, cache": lambda s: run_ours_cached(s, work),
+        "ours, local file": lambda s: run_ours_local(s, work),
     }
     if baseline is not None:
         old = {"PYTHONPATH": str(baseline_runtime(baseline, work))}
         runners[f"ours@{baseline}"] = lambda s: run_ours(s, work, env=old)
         runners[f"ours@{baseline}, cache"] = lambda s: run_ours_cached(s, work, env=old)
+        runners[f"ours@{baseline}, local file"] = lambda s: run_ours_local(s, work, env=old)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(reps):
         for shape in shapes:
@@ -404,6 +424,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-kserve", action="store_true", help="leave KServe's path out")
     parser.add_argument("--cache-row", action="store_true", help="add ours from a warm cache")
+    parser.add_argument("--local-row", action="store_true", help="add ours from a local file")
     parser.add_argument("--write", action="store_true", help="write the tables to RESULTS.md")
     parser.add_argument("--baseline", metavar="REV", help="add ours at commit REV (before/after)")
     args = parser.parse_args()
@@ -414,10 +435,10 @@ def main() -> int:
             print("--cache-row: this runtime has no --cache-dir setting yet", file=sys.stderr)  # noqa: T201
             return 2
         sides.append("ours, cache")
-    if args.baseline:
-        sides.append(f"ours@{args.baseline}")
-        if args.cache_row:  # the baseline from its own warm cache too
-            sides.append(f"ours@{args.baseline}, cache")
+    if args.local_row:
+        sides.append("ours, local file")
+    if args.baseline:  # the baseline in every row ours has
+        sides += [f"ours@{args.baseline}{side[4:]}" for side in sides if side.startswith("ours")]
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
