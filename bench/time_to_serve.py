@@ -424,7 +424,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-kserve", action="store_true", help="leave KServe's path out")
     parser.add_argument("--cache-row", action="store_true", help="add ours from a warm cache")
-    parser.add_argument("--local-row", action="store_true", help="add ours from a local file")
+    parser.add_argument("--local-row", action="store_true", help="add ours from a local folder")
     parser.add_argument("--write", action="store_true", help="write the tables to RESULTS.md")
     parser.add_argument("--baseline", metavar="REV", help="add ours at commit REV (before/after)")
     args = parser.parse_args()
