@@ -2,7 +2,8 @@
 10 MB, 200 MB and 1 GB (``tts_models.py``) on a real S3 server (SeaweedFS) on loopback.
 
     .venv/bin/python bench/time_to_serve.py [--sizes 10MB 200MB 1GB] [--reps 3] [--write]
-                                            [--cache-row] [--local-row] [--no-kserve]
+                                            [--cache-row] [--local-row] [--prepack-row]
+                                            [--no-kserve]
                                             [--baseline REV]
 
 Per size, interleaved (the order rotates each repeat), N repeats, median and spread:
@@ -19,7 +20,8 @@ Per size, interleaved (the order rotates each repeat), N repeats, median and spr
 - ours, cache (``--cache-row``): a second start with ``--cache-dir`` after a first one filled
   it, where the runtime has that setting.
 - ours, local file (``--local-row``): ``--model-uri`` the model's local folder (model.onnx
-  and its external data; nothing to download or verify: imports, session, warm-up).
+  and its external data; nothing to download or verify: imports, session, warm-up); with
+  ``--prepack-row``, the same with ``--prepack-weights false`` too.
 
 With ``--baseline REV``, ours at commit REV too, in every row ours has.
 
@@ -321,11 +323,11 @@ def run_ours_cached(
 
 
 def run_ours_local(
-    shape: tts_models.Shape, work: Path, env: dict[str, str] | None = None
+    shape: tts_models.Shape, work: Path, *flags: str, env: dict[str, str] | None = None
 ) -> dict[str, float]:
     """A start from the model's local folder (a laptop's ``modelfleet serve ./model``, or a
     volume mounted in the pod): files hard-linked, nothing downloaded or verified."""
-    return run_ours(shape, work, env=env, uri=str(tts_models.build(shape).parent))
+    return run_ours(shape, work, *flags, env=env, uri=str(tts_models.build(shape).parent))
 
 
 def measure(
@@ -337,12 +339,18 @@ def measure(
         "kserve": lambda s: run_kserve(s, work),
         "ours, cache": lambda s: run_ours_cached(s, work),
         "ours, local file": lambda s: run_ours_local(s, work),
+        "ours, local file, no pre-packing": lambda s: run_ours_local(
+            s, work, "--prepack-weights", "false"
+        ),
     }
     if baseline is not None:
         old = {"PYTHONPATH": str(baseline_runtime(baseline, work))}
         runners[f"ours@{baseline}"] = lambda s: run_ours(s, work, env=old)
         runners[f"ours@{baseline}, cache"] = lambda s: run_ours_cached(s, work, env=old)
         runners[f"ours@{baseline}, local file"] = lambda s: run_ours_local(s, work, env=old)
+        runners[f"ours@{baseline}, local file, no pre-packing"] = lambda s: run_ours_local(
+            s, work, "--prepack-weights", "false", env=old
+        )
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(reps):
         for shape in shapes:
@@ -425,6 +433,11 @@ def main() -> int:
     parser.add_argument("--no-kserve", action="store_true", help="leave KServe's path out")
     parser.add_argument("--cache-row", action="store_true", help="add ours from a warm cache")
     parser.add_argument("--local-row", action="store_true", help="add ours from a local folder")
+    parser.add_argument(
+        "--prepack-row",
+        action="store_true",
+        help="add the local start with --prepack-weights false",
+    )
     parser.add_argument("--write", action="store_true", help="write the tables to RESULTS.md")
     parser.add_argument("--baseline", metavar="REV", help="add ours at commit REV (before/after)")
     args = parser.parse_args()
@@ -437,6 +450,8 @@ def main() -> int:
         sides.append("ours, cache")
     if args.local_row:
         sides.append("ours, local file")
+    if args.prepack_row:
+        sides.append("ours, local file, no pre-packing")
     if args.baseline:  # the baseline in every row ours has
         sides += [f"ours@{args.baseline}{side[4:]}" for side in sides if side.startswith("ours")]
     commit = subprocess.run(
