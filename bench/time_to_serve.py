@@ -47,7 +47,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -330,27 +330,32 @@ def run_ours_local(
     return run_ours(shape, work, *flags, env=env, uri=str(tts_models.build(shape).parent))
 
 
+def ours_runners(
+    label: str, work: Path, env: dict[str, str] | None
+) -> dict[str, Callable[[tts_models.Shape], dict[str, float]]]:
+    """Every row of our runtime under ``label`` (``ours`` or ``ours@REV``), run with ``env``."""
+    no_prepack = ("--prepack-weights", "false")
+    return {
+        label: lambda s: run_ours(s, work, env=env),
+        f"{label}, cache": lambda s: run_ours_cached(s, work, env=env),
+        f"{label}, local file": lambda s: run_ours_local(s, work, env=env),
+        f"{label}, local file, no pre-packing": lambda s: run_ours_local(
+            s, work, *no_prepack, env=env
+        ),
+    }
+
+
 def measure(
     shapes: list[tts_models.Shape], sides: list[str], reps: int, work: Path, baseline: str | None
 ) -> dict[tuple[str, str], list[dict[str, float]]]:
-    runners = {
-        "ours": lambda s: run_ours(s, work),
+    runners: dict[str, Callable[[tts_models.Shape], dict[str, float]]] = {
         "limit": lambda s: run_limit(s, work),
         "kserve": lambda s: run_kserve(s, work),
-        "ours, cache": lambda s: run_ours_cached(s, work),
-        "ours, local file": lambda s: run_ours_local(s, work),
-        "ours, local file, no pre-packing": lambda s: run_ours_local(
-            s, work, "--prepack-weights", "false"
-        ),
     }
-    if baseline is not None:
+    runners |= ours_runners("ours", work, None)
+    if baseline is not None:  # the same rows at commit REV
         old = {"PYTHONPATH": str(baseline_runtime(baseline, work))}
-        runners[f"ours@{baseline}"] = lambda s: run_ours(s, work, env=old)
-        runners[f"ours@{baseline}, cache"] = lambda s: run_ours_cached(s, work, env=old)
-        runners[f"ours@{baseline}, local file"] = lambda s: run_ours_local(s, work, env=old)
-        runners[f"ours@{baseline}, local file, no pre-packing"] = lambda s: run_ours_local(
-            s, work, "--prepack-weights", "false", env=old
-        )
+        runners |= ours_runners(f"ours@{baseline}", work, old)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(reps):
         for shape in shapes:

@@ -30,6 +30,7 @@ from modelfleet_runtime.app import create_app
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
+from modelfleet_runtime.models.onnx import OnnxModel
 from modelfleet_runtime.models.registry import ModelRegistry
 from modelfleet_runtime.models.repository import ModelRepository
 from modelfleet_runtime.prefetch import Prefetch
@@ -98,13 +99,10 @@ def build(
     registry = ModelRegistry(settings.model_name)
     tracer = tracing.start(settings)  # None unless --tracing: no OpenTelemetry at all
     if prefetch is None:
-        repository = ModelRepository(
-            settings, registry, open_source(settings, metrics), metrics, tracer=tracer
-        )
+        source, loader = open_source(settings, metrics), OnnxModel.load
     else:  # its first listing, fetches and loads are the prefetch thread's
-        repository = ModelRepository(
-            settings, registry, prefetch.source(), metrics, prefetch.load, tracer
-        )
+        source, loader = prefetch.source(), prefetch.load
+    repository = ModelRepository(settings, registry, source, metrics, loader, tracer)
     dataplane = DataPlane(settings, registry, metrics, tracer)
     if tls is not None:
         metrics.tls_expiry.source = lambda: tls.current.not_after
