@@ -28,6 +28,19 @@ def expected(path: Path) -> str:
     return first.removeprefix("# expect: ")
 
 
+def settled(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """The InferenceService once Ready and its status complete: the cold-start figure comes from
+    the pod watch, which may lag the Deployment's readiness by one reconcile."""
+    wait_ready(cluster, namespace, name)
+
+    def complete() -> dict[str, Any] | None:
+        found = cluster.get("inferenceservice", name, namespace) or {}
+        stable = found.get("status", {}).get("components", {}).get("stable", {})
+        return found if "lastColdStartSeconds" in stable else None
+
+    return wait_for(complete, 30, f"the cold-start figure on {name}")
+
+
 def ready_condition(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
     found = cluster.get("inferenceservice", name, namespace) or {}
     for condition in found.get("status", {}).get("conditions") or []:
@@ -39,7 +52,7 @@ def ready_condition(cluster: Cluster, namespace: str, name: str) -> dict[str, An
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_example(cluster: Cluster, namespace: str, path: Path) -> None:
     cluster.apply(isvc("bystander", minReplicas=1), namespace=namespace)
-    bystander = wait_ready(cluster, namespace, "bystander")
+    bystander = settled(cluster, namespace, "bystander")
     deployment = cluster.get("deployment", "bystander-predictor", namespace)
     assert deployment is not None
 
