@@ -25,7 +25,7 @@ import numpy as np
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_client.tensors import GRPC_CONTENTS, to_bytes
-from modelfleet_runtime import codec
+from modelfleet_runtime import codec, elements
 from modelfleet_runtime.auth import TokenSource, parse_bearer, token_source
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane, classify, parse_version
@@ -61,7 +61,7 @@ def decode(request: pb.ModelInferRequest, max_elements: int) -> InferRequest:
             raise BadRequestError(f"input '{name}' is given twice")
         if datatype not in DATATYPES:
             raise BadRequestError(f"input '{name}': unknown datatype {datatype!r}")
-        shape, count = codec.check_shape(list(tensor.shape), name, max_elements)
+        shape, count = elements.check_shape(list(tensor.shape), name, max_elements)
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequestError(
@@ -89,7 +89,7 @@ def _typed(
     if datatype == "BYTES":
         return np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
     array = np.asarray(values, dtype=np.float64 if datatype.startswith("FP") else None)
-    return codec.cast_values(array, name, datatype, DATATYPES[datatype])
+    return elements.cast_values(array, name, datatype, DATATYPES[datatype])
 
 
 def encode(response: InferResponse) -> pb.ModelInferResponse:

@@ -32,7 +32,7 @@ def element(datatype: str) -> Schema:
     if datatype == "BYTES":
         return {"type": "string"}
     dtype = DATATYPES[datatype]
-    # true and false stand for 1 and 0 in number tensors (codec.cast_values).
+    # true and false stand for 1 and 0 in number tensors (elements.cast_values).
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return {"type": ["integer", "boolean"], "minimum": int(info.min), "maximum": int(info.max)}

@@ -1,7 +1,8 @@
 """V1 ``:predict`` (TensorFlow Serving style) bodies <-> numpy arrays, typed after the model's
 inputs: ``{"instances": rows}`` or ``{"inputs": columns}`` in, ``{"predictions": ...}`` or
-``{"outputs": ...}`` out. Parsing, integer and float checks and casts are ``codec``'s, as for
-the Open Inference Protocol, so both protocols refuse a body for the same reasons.
+``{"outputs": ...}`` out. Parsing is ``codec``'s and the integer and float checks and casts
+``elements``', as for the Open Inference Protocol, so both protocols refuse a body for the
+same reasons.
 """
 
 from __future__ import annotations
@@ -11,14 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from modelfleet_runtime.codec import (
-    as_object,
-    cast_values,
-    dumps,
-    exact_integers,
-    loads,
-    wide_numbers,
-)
+from modelfleet_runtime.codec import as_object, dumps, loads
+from modelfleet_runtime.elements import cast_values, exact_integers, wide_numbers
 from modelfleet_runtime.errors import BadRequestError
 from modelfleet_runtime.protocol import DATATYPES, TensorSpec
 

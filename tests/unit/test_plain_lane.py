@@ -1,0 +1,123 @@
+"""The plain lane of ``codec.decode_infer`` (``_plain_request``: a small request of only inputs,
+each exactly name, datatype, shape and numbers) decodes exactly what the general path decodes:
+the same arrays bit for bit, the same id, and for anything the lane declines, the general
+path's answer, error message included. The bodies are ``test_jsontensors``' generated ones
+(number spellings, ragged and hidden nesting, every datatype, stray fields, repeated keys)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from modelfleet_runtime import codec, jsontensors
+from modelfleet_runtime.errors import BadRequestError
+from modelfleet_runtime.protocol import DATATYPES
+from tests.unit.test_jsontensors import LIMIT, Raw, request, tensors
+
+
+def declines(*_: Any) -> None:
+    """``jsontensors.parse`` or ``codec._plain_request`` declining every body."""
+
+
+def decode(body: bytes, plain: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """``decode_infer`` on the orjson path, with the plain lane or without it."""
+    with monkeypatch.context() as patch:
+        patch.setattr(jsontensors, "parse", declines)
+        if not plain:
+            patch.setattr(codec, "_plain_request", declines)
+        try:
+            decoded = codec.decode_infer(body, None, LIMIT)
+        except BadRequestError as exc:
+            return "error", str(exc)
+    arrays = {
+        k: (v.dtype.str, v.shape, v.tobytes() if v.dtype != object else v.tolist())
+        for k, v in decoded.inputs.items()
+    }
+    return "ok", (arrays, decoded.id, decoded.parameters, decoded.outputs, decoded.binary_outputs)
+
+
+def taken(body: bytes) -> bool:
+    return codec._plain_request(orjson.loads(body), LIMIT) is not None
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tensors())
+def test_the_plain_lane_decodes_what_the_general_path_decodes(body: bytes) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert decode(body, True, monkeypatch) == decode(body, False, monkeypatch), body[:400]
+
+
+@pytest.mark.parametrize(
+    ("data", "shape", "datatype"),
+    [
+        ([0.25, -1.5, 3, True], [1, 4], "FP32"),
+        ([[0.25, -1.5], [3.0, 1e-40]], [2, 2], "FP16"),
+        ([1, 2, 3], [3], "INT64"),
+        ([[1, 255], [0, 7]], [4], "UINT8"),
+        ([True, False], [2], "BOOL"),
+        ([1.0, 2.5], [2], "FP64"),
+    ],
+)
+def test_plain_requests_take_the_lane(data: Any, shape: list[int], datatype: str) -> None:
+    body = orjson.dumps(
+        {"id": "r7", "inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}
+    )
+    assert taken(body)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = decode(body, True, monkeypatch)
+        assert plain == decode(body, False, monkeypatch)
+    decoded = codec.decode_infer(body, None, LIMIT)
+    expected = np.asarray(data).astype(DATATYPES[datatype]).reshape(shape)
+    assert decoded.id == "r7"
+    assert decoded.inputs["x"].dtype == expected.dtype
+    assert np.array_equal(decoded.inputs["x"], expected)
+
+
+def declined() -> list[tuple[str, bytes]]:
+    row = {"name": "x", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]}
+    return [
+        ("parameters", orjson.dumps({"inputs": [row], "parameters": {"a": 1}})),
+        ("outputs", orjson.dumps({"inputs": [row], "outputs": [{"name": "y"}]})),
+        ("input parameters", orjson.dumps({"inputs": [row | {"parameters": {}}]})),
+        ("numeric id", orjson.dumps({"inputs": [row], "id": 7})),
+        ("zero dimension", orjson.dumps({"inputs": [row | {"shape": [0], "data": []}]})),
+        ("float dimension", orjson.dumps({"inputs": [row | {"shape": [2.0]}]})),
+        ("negative dimension", orjson.dumps({"inputs": [row | {"shape": [-2]}]})),
+        ("bytes", orjson.dumps({"inputs": [row | {"datatype": "BYTES", "data": ["a", "b"]}]})),
+        ("unknown datatype", orjson.dumps({"inputs": [row | {"datatype": "FP8"}]})),
+        ("count", orjson.dumps({"inputs": [row | {"shape": [3]}]})),
+        ("strings", orjson.dumps({"inputs": [row | {"data": ["1", "2"]}]})),
+        ("floats for integers", orjson.dumps({"inputs": [row | {"datatype": "INT32"}]})),
+        ("ragged", orjson.dumps({"inputs": [row | {"data": [[1.5], 2.5]}]})),
+        ("twice", orjson.dumps({"inputs": [row, row]})),
+        ("no inputs", orjson.dumps({"inputs": []})),
+        ("too large", orjson.dumps({"inputs": [row | {"shape": [LIMIT + 1]}]})),
+        ("too deep", request(_deep(), [1])),
+        ("a list", b"[1]"),
+    ]
+
+
+def _deep() -> Any:
+    deep: Any = [1.5]
+    for _ in range(codec.MAX_JSON_DEPTH):
+        deep = [deep]
+    return deep
+
+
+@pytest.mark.parametrize("body", [b for _, b in declined()], ids=[n for n, _ in declined()])
+def test_what_the_lane_declines_the_general_path_answers(body: bytes) -> None:
+    assert not taken(body)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert decode(body, True, monkeypatch) == decode(body, False, monkeypatch)
+
+
+def test_an_overflow_is_refused_in_the_lane_as_on_the_general_path() -> None:
+    body = request([Raw("1e39"), 1.5], [2])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = decode(body, True, monkeypatch)
+        assert plain == ("error", "input 'x': a value is out of range for FP32")
+        assert plain == decode(body, False, monkeypatch)
