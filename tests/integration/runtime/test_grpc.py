@@ -102,7 +102,7 @@ async def test_requested_outputs_only(open_grpc: Open) -> None:
 
 def counted(metrics: Metrics, status: str) -> float:
     """gRPC requests counted with ``status`` (HTTP's numbers), over every model and version."""
-    (family,) = metrics.requests.collect()
+    family = next(f for f in metrics.requests.collect() if f.name == "modelfleet_requests")
     return sum(
         sample.value
         for sample in family.samples
