@@ -8,6 +8,10 @@ prints our share of the floor's throughput and CPU time per request. The share i
 within one run, so it means the same on a busy machine as on a quiet one, which absolute
 req/s do not. It exits 1 when the share falls below ``--min`` (the last measured share less a
 margin: see bench/RESULTS.md), so a slower change fails loudly. About 30 s.
+
+``--baseline REV`` also serves our runtime at commit REV (``launch.baseline``) in the same
+interleaved run and prints this checkout's CPU per request against it: a change's own
+before/after, which the floor's share alone shows less sharply.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per trial")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--min", type=float, default=0.50, help="lowest share of the floor")
+    parser.add_argument("--baseline", metavar="REV", help="also serve our runtime at REV")
     args = parser.parse_args()
     require_wrk()
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
@@ -47,6 +52,10 @@ def main() -> None:
         launch.start_ours(WORK, "ours", model.name, model.path, 18110),
         launch.start_floor(WORK, "floor", model.name, model.path, 18118),
     ]
+    if args.baseline:
+        venv = f"ours-{launch.baseline(WORK, args.baseline)}"
+        label = f"ours@{args.baseline}"
+        servers.append(launch.start_ours(WORK, label, model.name, model.path, 18126, venv=venv))
     try:
         for server in servers:
             launch.wait_ready(server)
@@ -65,7 +74,7 @@ def main() -> None:
                 rps[server.label].append(stats["rps"])
                 used = (launch.cpu_seconds(server) - before) / max(stats["requests"], 1) * 1e6
                 cpu[server.label].append(used)
-                print(f"rep {rep} {server.label:5} {stats['rps']:8.0f} req/s "  # noqa: T201
+                print(f"rep {rep} {server.label:12} {stats['rps']:8.0f} req/s "  # noqa: T201
                       f"p99 {stats['p99_us'] / 1000:6.2f} ms cpu {used:5.0f} µs/req",
                       flush=True)  # fmt: skip
     finally:
@@ -77,6 +86,12 @@ def main() -> None:
     print(f"MLP-small, {args.connections} connections: ours {ours:,.0f} req/s, floor "  # noqa: T201
           f"{floor:,.0f} req/s: {share:.0%} of the floor (CPU per request {cpu_ours:.0f} vs "
           f"{cpu_floor:.0f} µs; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+    if args.baseline:
+        label = f"ours@{args.baseline}"
+        before_rps, before_cpu = statistics.median(rps[label]), statistics.median(cpu[label])
+        print(f"against {label}: {ours / before_rps:.2f}x the req/s, "  # noqa: T201
+              f"{cpu_ours / before_cpu:.2f}x the CPU per request ({cpu_ours:.0f} vs "
+              f"{before_cpu:.0f} µs; it had {before_rps / floor:.0%} of the floor)")  # fmt: skip
     if share < args.min:
         print(f"below the guard's {args.min:.0%}: a regression on the hot path?")  # noqa: T201
         sys.exit(1)
