@@ -203,6 +203,8 @@ class DataPlane:
         finally:
             if admitted:
                 self.in_flight -= 1
+                if self._batchers:  # one fewer held: a queue may now hold every request
+                    self._poke_batchers()
             seconds = time.perf_counter() - started
             sampled = trace is not None and trace.sampled
             # A failure has its one line already, from classify.
@@ -290,6 +292,11 @@ class DataPlane:
             raise ModelNotReadyError(f"version {model.version} is being unloaded") from None
         return result if outputs is None else {name: result[name] for name in outputs}
 
+    def _poke_batchers(self) -> None:
+        for _, batcher in self._batchers.values():
+            if 0 < batcher.queued >= self.in_flight:
+                batcher.poke()
+
     def _new_batcher(self, model: OnnxModel) -> DynamicBatcher:
         async def run_all(inputs: Arrays) -> Arrays:
             return await self._run_in_thread(model, inputs, None)
@@ -302,6 +309,7 @@ class DataPlane:
             preferred_batch_sizes=s.preferred_batch_sizes,
             max_queue_size=s.max_queue_size,
             observer=_BatchMetrics(self.metrics, model.name),
+            held=lambda: self.in_flight,
         )
 
     def _release_batcher(self, model: OnnxModel) -> None:

@@ -371,3 +371,51 @@ def test_invalid_settings_are_refused() -> None:
         DynamicBatcher(run, max_batch_size=4, preferred_batch_sizes=[8])
     with pytest.raises(ValueError, match="max_queue_delay_us"):
         DynamicBatcher(run, max_batch_size=4, max_queue_delay_us=-1)
+
+
+class Held:
+    """The server's count of requests held (admitted, not answered), as the data plane keeps
+    it in ``in_flight``."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __call__(self) -> int:
+        return self.count
+
+
+async def test_a_queue_holding_every_request_of_the_server_runs_at_once() -> None:
+    recorder = Recorder(_session(add_constant(1.0)))
+    batcher = DynamicBatcher(
+        recorder, max_batch_size=16, max_queue_delay_us=LONG_DELAY_US, held=Held(3)
+    )
+    try:
+        # With a minute of delay and room for 16 rows, only the rule can run these now.
+        async with asyncio.timeout(10):
+            await gather_all(*(batcher.submit({"input0": rows(1, 4, seed=i)}) for i in range(3)))
+    finally:
+        await batcher.close()
+    assert [b["input0"].shape[0] for b in recorder.batches] == [3]
+
+
+async def test_a_request_held_elsewhere_keeps_the_batch_waiting_until_poked() -> None:
+    recorder = Recorder(_session(add_constant(1.0)))
+    held = Held(4)  # one more request in the server, not queued here (being decoded, say)
+    batcher = DynamicBatcher(
+        recorder, max_batch_size=16, max_queue_delay_us=LONG_DELAY_US, held=held
+    )
+    try:
+        waiting = asyncio.ensure_future(
+            gather_all(*(batcher.submit({"input0": rows(1, 4, seed=i)}) for i in range(3)))
+        )
+        await until(lambda: batcher.queued == 3)
+        for _ in range(20):  # the collector gets its turns and still waits
+            await asyncio.sleep(0)
+        assert recorder.batches == [] and not waiting.done()
+        held.count = 3  # the other request was answered
+        batcher.poke()
+        async with asyncio.timeout(10):
+            await waiting
+    finally:
+        await batcher.close()
+    assert [b["input0"].shape[0] for b in recorder.batches] == [3]

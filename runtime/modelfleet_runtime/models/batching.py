@@ -94,13 +94,18 @@ class DynamicBatcher:
         max_concurrent_batches: int = 1,
         observer: BatchObserver | None = None,
         executor: Executor | None = None,
+        held: Callable[[], int] | None = None,
     ) -> None:
         """``max_batch_size``: most rows per run (a request with more runs alone);
         ``max_queue_delay_us``: how long the oldest request may wait for others, in
         microseconds; ``preferred_batch_sizes``: row counts sent at once when reached, without
         waiting out the delay; ``max_queue_size``: requests waiting beyond which ``submit``
         raises ``QueueFullError``; ``max_concurrent_batches``: runs in flight at once (1 suits
-        one CPU: the next batch fills while the current one runs)."""
+        one CPU: the next batch fills while the current one runs); ``held``: how many requests
+        the server holds now (admitted, not answered): when all of them are queued here, no
+        other can join before the delay ends but a new arrival, so the batch runs at once
+        (closed-loop clients would otherwise wait out every delay with the model idle);
+        ``poke()`` when that count drops."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         if max_queue_delay_us < 0:
@@ -119,6 +124,7 @@ class DynamicBatcher:
         self._preferred = preferred
         self.max_queue_size = max_queue_size
         self._observer = observer
+        self._held = held
         self._groups: dict[_Key, deque[_Pending]] = {}
         self._queued = 0
         self._solo_ids = itertools.count(1)
@@ -220,6 +226,10 @@ class DynamicBatcher:
         self._groups.clear()
         self._queued = 0
 
+    def poke(self) -> None:
+        """Look at the queue again now (the server's ``held`` count dropped)."""
+        self._notify()
+
     def _notify(self) -> None:
         wake = self._wake
         if wake is not None and not wake.done():
@@ -244,6 +254,8 @@ class DynamicBatcher:
             return preferred
         if self._closing or now - head.enqueued >= self._delay:
             return count
+        if self._held is not None and self._held() <= self._queued:
+            return count  # nothing else in the server: waiting would only idle the model
         return 0
 
     def _next_batch(self, now: float) -> tuple[list[_Pending], float | None]:

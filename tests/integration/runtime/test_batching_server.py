@@ -38,3 +38,25 @@ async def test_concurrent_requests_get_their_own_rows(open_client: OpenClient) -
     rows = float(re.findall(r'modelfleet_batch_size_sum\{model="mlp"\} (\S+)', metrics)[0])
     assert rows == sum(len(x) for x in requests)
     assert batches < len(requests)  # some requests shared a batch
+
+
+async def test_with_nothing_else_in_flight_a_batch_does_not_wait_out_the_delay(
+    open_client: OpenClient,
+) -> None:
+    """Ten minutes of queue delay and room for 64 rows: the requests are answered because the
+    batch runs once it holds every request the server holds."""
+    blob = onnx_models.mlp([8, 16, 3], seed=3)
+    settings = {"max_batch_size": 64, "max_queue_delay_us": 600_000_000}
+    x = np.ones((1, 8), dtype=np.float32)
+    tensor = {"name": "input0", "shape": [1, 8], "datatype": "FP32", "data": x.ravel().tolist()}
+    async with open_client("mlp", {1: blob}, **settings) as served:
+
+        async def one() -> int:
+            answer = await served.client.post("/v2/models/mlp/infer", json={"inputs": [tensor]})
+            return answer.status_code
+
+        async with asyncio.timeout(60):
+            for round_size in (1, 8, 3):  # one alone, then concurrent rounds
+                assert (
+                    await asyncio.gather(*(one() for _ in range(round_size))) == [200] * round_size
+                )
