@@ -71,6 +71,7 @@ _.disconnected
 # prometheus_client's registry calls a collector's collect at each scrape (metrics.TlsExpiry).
 _.collect
 
-# Python calls a module's __getattr__ for a name it lacks (PEP 562): the client package's lazy
-# Client and AsyncClient (client/modelfleet_client/__init__.py).
+# Python calls a module's __getattr__ for a name it lacks, and its __dir__ for dir() (PEP 562):
+# the client package's lazy Client and AsyncClient (client/modelfleet_client/__init__.py).
 _.__getattr__
+_.__dir__

@@ -24,9 +24,15 @@ __all__ = ["AsyncClient", "Client", "InferenceServerError", "__version__"]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("AsyncClient", "Client"):
-        from modelfleet_client import client
+if not TYPE_CHECKING:  # type checkers see the imports above, and a misspelt name stays an error
 
-        return getattr(client, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in ("AsyncClient", "Client"):
+            from modelfleet_client import client
+
+            return getattr(client, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -105,7 +105,10 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
     if document is None:
         document = _parse(body)
         if binary is None:
-            plain = _plain_request(document, max_elements)
+            try:
+                plain = _plain_request(document, max_elements)
+            except BadRequestError:  # the general path answers, its checks in their order
+                plain = None
             if plain is not None:
                 return plain
         _check_depth(body, document)

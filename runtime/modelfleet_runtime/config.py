@@ -265,9 +265,9 @@ class Settings(BaseSettings):
     """Largest batch the dynamic batcher forms along the first dimension (0: no batching)."""
 
     max_queue_delay_us: int = Field(default=500, ge=0)
-    """Microseconds a request may wait for others to fill a batch. It waits no longer than it
-    takes every request the server holds to reach the queue: with nothing else in flight, the
-    batch runs at once."""
+    """Microseconds a request may wait for others to fill a batch; none at all once the batch's
+    queue holds every request the server holds (nothing else in flight: no body still
+    arriving, no other version's request)."""
 
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     """Batch sizes the batcher sends at once when reached, without waiting out the delay."""

@@ -34,5 +34,10 @@ def test_the_clients_import_from_the_package() -> None:
     assert (Client, AsyncClient) == (Blocking, Async)
     assert issubclass(InferenceServerError, Exception)
     assert set(modelfleet_client.__all__) >= {"Client", "AsyncClient", "InferenceServerError"}
+    misspelt = "Klient"  # mypy refuses the attribute itself, as it should
     with pytest.raises(AttributeError, match="no attribute 'Klient'"):
-        modelfleet_client.Klient  # noqa: B018
+        getattr(modelfleet_client, misspelt)
+
+
+def test_dir_lists_the_lazy_names() -> None:
+    assert {"Client", "AsyncClient", "InferenceServerError"} <= set(dir(modelfleet_client))

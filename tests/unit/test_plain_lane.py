@@ -121,3 +121,18 @@ def test_an_overflow_is_refused_in_the_lane_as_on_the_general_path() -> None:
         plain = decode(body, True, monkeypatch)
         assert plain == ("error", "input 'x': a value is out of range for FP32")
         assert plain == decode(body, False, monkeypatch)
+
+
+def test_a_body_wrong_twice_gets_the_general_paths_first_error() -> None:
+    """The lane would find the range error of the first input; the general path finds the
+    depth of the second first, and its answer is the one given."""
+    deep: Any = [1.5]
+    for _ in range(codec.MAX_JSON_DEPTH + 50):
+        deep = [deep]
+    first = {"name": "a", "datatype": "UINT8", "shape": [1], "data": [300]}
+    second = {"name": "b", "datatype": "FP32", "shape": [1], "data": deep}
+    body = orjson.dumps({"inputs": [first, second]})
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = decode(body, True, monkeypatch)
+        assert plain == ("error", f"request body nests deeper than {codec.MAX_JSON_DEPTH} levels")
+        assert plain == decode(body, False, monkeypatch)
