@@ -5,11 +5,10 @@ Called by ``fastpath.py`` on every HTTP inference request, so it is the hot path
 JSON, numpy for element conversion (``elements``: no Python loops over elements, every size
 check done on the declared shape before anything is allocated), and a plain lane
 (``_plain_request``) that decodes the common small request in one frame, leaving the general
-path the rest: in the bench's MLP-small request that lane cut our server's CPU per request by
-about a tenth (bench/RESULTS.md). Every problem raises ``BadRequestError`` with a message
-naming the input. Tensor bytes (the binary
-extension's raw buffers) are read and written by ``modelfleet_client.tensors``, which the client
-uses for the other end of the same wire.
+path the rest (on the bench's MLP-small body, 5.5 µs against 8-9 µs: bench/PROFILE.md, "Round
+2, second pass"). Every problem raises ``BadRequestError`` with a message naming the input.
+Tensor bytes (the binary extension's raw buffers) are read and written by
+``modelfleet_client.tensors``, which the client uses for the other end of the same wire.
 """
 
 from __future__ import annotations
