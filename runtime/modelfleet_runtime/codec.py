@@ -106,8 +106,8 @@ def decode_infer(body: bytes, header_length: str | None, max_elements: int) -> I
         if binary is None:
             try:
                 plain = _plain_request(document, max_elements)
-            except BadRequestError:  # the general path answers, its checks in their order
-                plain = None
+            except (BadRequestError, ValueError, TypeError, OverflowError):
+                plain = None  # the general path answers, its checks in their order
             if plain is not None:
                 return plain
         _check_depth(body, document)

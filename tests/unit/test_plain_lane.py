@@ -136,3 +136,15 @@ def test_a_body_wrong_twice_gets_the_general_paths_first_error() -> None:
         plain = decode(body, True, monkeypatch)
         assert plain == ("error", f"request body nests deeper than {codec.MAX_JSON_DEPTH} levels")
         assert plain == decode(body, False, monkeypatch)
+
+
+def test_an_exception_inside_the_lane_hands_the_body_to_the_general_path() -> None:
+    """Booleans for UINT64: the range check's comparison overflows inside the lane; the body
+    gets the general path's answer (a 400), never a 500 (found by the property test above)."""
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "UINT64", "data": [[True]]}]}
+    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = decode(body, True, monkeypatch)
+        assert plain == decode(body, False, monkeypatch)
+    assert plain[0] == "error" and "does not fit UINT64" in plain[1]
