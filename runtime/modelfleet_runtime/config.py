@@ -265,9 +265,8 @@ class Settings(BaseSettings):
     """Largest batch the dynamic batcher forms along the first dimension (0: no batching)."""
 
     max_queue_delay_us: int = Field(default=500, ge=0)
-    """Microseconds a request may wait for others to fill a batch; none at all once the batch's
-    queue holds every request the server holds (nothing else in flight: no body still
-    arriving, no other version's request)."""
+    """Microseconds a request may wait for others to fill a batch; none once its queue holds
+    every request the server holds (no body arriving, no other version's request)."""
 
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     """Batch sizes the batcher sends at once when reached, without waiting out the delay."""

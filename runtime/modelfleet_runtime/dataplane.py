@@ -294,8 +294,7 @@ class DataPlane:
 
     def _poke_batchers(self) -> None:
         for _, batcher in self._batchers.values():
-            if 0 < batcher.queued >= self.in_flight:
-                batcher.poke()
+            batcher.poke()
 
     def _new_batcher(self, model: OnnxModel) -> DynamicBatcher:
         async def run_all(inputs: Arrays) -> Arrays:

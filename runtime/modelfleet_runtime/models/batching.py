@@ -227,8 +227,13 @@ class DynamicBatcher:
         self._queued = 0
 
     def poke(self) -> None:
-        """Look at the queue again now (the server's ``held`` count dropped)."""
-        self._notify()
+        """The server's ``held`` count dropped: run the queue now if it holds every request."""
+        if self._holds_all():
+            self._notify()
+
+    def _holds_all(self) -> bool:
+        """Every request the server holds waits here: none but a new arrival can join."""
+        return self._held is not None and 0 < self._queued >= self._held()
 
     def _notify(self) -> None:
         wake = self._wake
@@ -254,8 +259,8 @@ class DynamicBatcher:
             return preferred
         if self._closing or now - head.enqueued >= self._delay:
             return count
-        if self._held is not None and self._held() <= self._queued:
-            return count  # nothing else in the server: waiting would only idle the model
+        if self._holds_all():
+            return count  # waiting would only idle the model
         return 0
 
     def _next_batch(self, now: float) -> tuple[list[_Pending], float | None]:
