@@ -112,7 +112,7 @@ def cast_values(
     if kind not in TAKES[dtype.kind]:
         got = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}.get(kind, kind)
         raise BadRequestError(f"input '{name}': {datatype} data cannot hold {got}")
-    if datatype in _INT_RANGES:
+    if datatype in _INT_RANGES and kind != "b":  # 0 and 1 fit every integer type
         low, high = _INT_RANGES[datatype]
         if array.min() < low or array.max() > high:
             raise BadRequestError(f"input '{name}': a value is out of range for {datatype}")

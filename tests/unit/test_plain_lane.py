@@ -138,13 +138,32 @@ def test_a_body_wrong_twice_gets_the_general_paths_first_error() -> None:
         assert plain == decode(body, False, monkeypatch)
 
 
-def test_an_exception_inside_the_lane_hands_the_body_to_the_general_path() -> None:
-    """Booleans for UINT64: the range check's comparison overflows inside the lane; the body
-    gets the general path's answer (a 400), never a 500 (found by the property test above)."""
+def test_an_exception_inside_the_lane_hands_the_body_to_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the lane raises (here an OverflowError, as a comparison of booleans with 2**64-1
+    once did), the body gets the general path's answer, never a 500."""
+
+    def overflows(*_: Any) -> None:
+        raise OverflowError("Python int too large to convert to C long")
+
     body = orjson.dumps(
-        {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "UINT64", "data": [[True]]}]}
+        {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "UINT8", "data": [[7, 300]]}]}
+    )
+    monkeypatch.setattr(jsontensors, "parse", declines)
+    monkeypatch.setattr(codec, "_plain_request", overflows)
+    with pytest.raises(BadRequestError, match="out of range for UINT8"):
+        codec.decode_infer(body, None, LIMIT)
+
+
+@pytest.mark.parametrize("datatype", ["UINT64", "INT64", "UINT8", "INT8"])
+def test_booleans_count_as_0_and_1_in_every_integer_tensor(datatype: str) -> None:
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 2], "datatype": datatype, "data": [[True, False]]}]}
     )
     with pytest.MonkeyPatch.context() as monkeypatch:
         plain = decode(body, True, monkeypatch)
         assert plain == decode(body, False, monkeypatch)
-    assert plain[0] == "error" and "does not fit UINT64" in plain[1]
+    assert plain[0] == "ok"
+    array = codec.decode_infer(body, None, LIMIT).inputs["x"]
+    assert array.dtype == DATATYPES[datatype] and array.tolist() == [[1, 0]]
