@@ -21,8 +21,8 @@ from modelfleet_runtime.models.batching import (
     DynamicBatcher,
     QueueFullError,
     Tensors,
-    UnsplittableOutputError,
 )
+from modelfleet_runtime.models.rows import UnsplittableOutputError
 from tests.helpers.onnx_models import add_constant, identity
 from tests.helpers.onnx_models import mlp as _mlp
 

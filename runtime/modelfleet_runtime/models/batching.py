@@ -5,11 +5,11 @@ model version on its first request, if every input has a dynamic batch dimension
 worker-thread run; the first ``submit`` starts the collector, and the data plane ``close()``s
 it, draining, when the registry retires the version and at shutdown.
 
-Requests share a batch only when their inputs have the same names, dtypes and non-batch
-dimensions; their tensors are concatenated along axis 0 and every caller gets back exactly its
-own rows. One collector task per batcher forms the batches; a request costs one future and a
-few list operations, never a task of its own. A full queue raises ``QueueFullError`` at once
-(the server answers 503) instead of growing without bound.
+This module holds the queue, the one collector task per batcher that forms the batches, their
+timing and the rule for when one runs; which requests may share a batch, and how their rows
+are joined and split back, is ``rows.py``. A request costs one future and a few list
+operations, never a task of its own. A full queue raises ``QueueFullError`` at once (the server
+answers 503) instead of growing without bound.
 """
 
 from __future__ import annotations
@@ -19,25 +19,23 @@ import inspect
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Protocol, TypeAlias, cast
 
-import numpy as np
-import numpy.typing as npt
+from modelfleet_runtime.models.rows import (
+    BatchingError,
+    BatchKey,
+    batch_key,
+    concat_rows,
+    split_rows,
+)
+from modelfleet_runtime.models.rows import Tensors as Tensors  # re-exported: run and submit
 
 log = logging.getLogger(__name__)
 
-Tensors: TypeAlias = dict[str, npt.NDArray[Any]]
 AsyncRun: TypeAlias = Callable[[Tensors], Awaitable[Tensors]]
 SyncRun: TypeAlias = Callable[[Tensors], Tensors]
-# A key is ((name, dtype, non-batch shape), ...) for batchable requests, or an int for one that
-# must run alone (unique per request, so nothing else ever joins it).
-_Key: TypeAlias = tuple[tuple[str, str, tuple[int, ...]], ...] | int
-
-
-class BatchingError(Exception):
-    """Base of the batcher's own errors."""
 
 
 class QueueFullError(BatchingError):
@@ -46,10 +44,6 @@ class QueueFullError(BatchingError):
 
 class BatcherClosedError(BatchingError):
     """The batcher is closing or closed (the model version is being unloaded): 503."""
-
-
-class UnsplittableOutputError(BatchingError):
-    """The model answered a batch with an output whose first dimension is not the batch."""
 
 
 class BatchObserver(Protocol):
@@ -66,7 +60,7 @@ class _Pending:
     __slots__ = ("enqueued", "future", "inputs", "key", "rows")
 
     def __init__(
-        self, inputs: Tensors, key: _Key, rows: int, future: asyncio.Future[Tensors], now: float
+        self, inputs: Tensors, key: BatchKey, rows: int, future: asyncio.Future[Tensors], now: float
     ) -> None:
         self.inputs = inputs
         self.key = key
@@ -125,7 +119,7 @@ class DynamicBatcher:
         self.max_queue_size = max_queue_size
         self._observer = observer
         self._held = held
-        self._groups: dict[_Key, deque[_Pending]] = {}
+        self._groups: dict[BatchKey, deque[_Pending]] = {}
         self._queued = 0
         self._solo_ids = itertools.count(1)
         self._wake: asyncio.Future[None] | None = None
@@ -159,7 +153,7 @@ class DynamicBatcher:
             raise BatcherClosedError("batcher is closing")
         if self._queued >= self.max_queue_size:
             raise QueueFullError(f"batch queue is full ({self.max_queue_size} requests waiting)")
-        key, rows = self._key(inputs)
+        key, rows = batch_key(inputs, self.max_batch_size, self._solo_ids)
         loop = asyncio.get_running_loop()
         item = _Pending(inputs, key, rows, loop.create_future(), loop.time())
         group = self._groups.get(key)
@@ -195,19 +189,6 @@ class DynamicBatcher:
         self._fail_queued(BatcherClosedError("batcher closed"))  # close() before start()
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _key(self, inputs: Mapping[str, npt.NDArray[Any]]) -> tuple[_Key, int]:
-        rows = -1
-        for array in inputs.values():
-            if array.ndim == 0 or (rows >= 0 and array.shape[0] != rows):
-                return next(self._solo_ids), 0  # no common batch dimension: runs alone
-            rows = array.shape[0]
-        if rows < 0 or rows > self.max_batch_size:
-            return next(self._solo_ids), max(rows, 0)
-        key = tuple(
-            (name, inputs[name].dtype.str, inputs[name].shape[1:]) for name in sorted(inputs)
-        )
-        return key, rows
 
     def _forget(self, item: _Pending) -> None:
         """A caller was cancelled while queued: free its place at once."""
@@ -323,9 +304,9 @@ class DynamicBatcher:
             except Exception:  # metrics must never stop the collector (and every request)
                 log.exception("batch observer failed")
         try:
-            inputs = batch[0].inputs if len(batch) == 1 else _concat(batch)
+            inputs = batch[0].inputs if len(batch) == 1 else concat_rows(batch)
             outputs = await self._call(inputs)
-            results = [outputs] if len(batch) == 1 else _split(outputs, rows)
+            results = [outputs] if len(batch) == 1 else split_rows(outputs, rows)
         except asyncio.CancelledError:
             _fail(batch, BatcherClosedError("batcher closed while this request ran"))
             raise
@@ -352,24 +333,3 @@ def _fail(batch: list[_Pending], error: BaseException) -> None:
     for item in batch:
         if not item.future.done():
             item.future.set_exception(error)
-
-
-def _concat(batch: list[_Pending]) -> Tensors:
-    return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
-
-
-def _split(outputs: Tensors, rows: list[int]) -> list[Tensors]:
-    total = sum(rows)
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            raise UnsplittableOutputError(
-                f"output '{name}' has shape {list(array.shape)}: cannot split a batch of "
-                f"{total} rows; serve this model with batching off"
-            )
-    results: list[Tensors] = []
-    start = 0
-    for count in rows:
-        stop = start + count
-        results.append({name: array[start:stop] for name, array in outputs.items()})
-        start = stop
-    return results
