@@ -9,11 +9,14 @@ doing the same work per call, in one interleaved run: MLP-small, ghz on CPU 1 wi
 It prints req/s, p99, errors and the servers' CPU time per call. An experiment for the next
 step on gRPC, not a product path: its venv (bench/.work/venvs/h2) holds grpcio and zttp.
 
-Why not a product path yet: zttp 0.0.35 caps the streams one HTTP/2 connection may ever open
-at 4,096 (``Limits.max_streams`` in its src/core/h2/connection.zig, a guard against rapid-reset
-churn, CVE-2023-44487), with no setting from Python. A gRPC channel keeps one connection for
-all its calls, so every 4,096 calls the connection ends with GOAWAY ENHANCE_YOUR_CALM and the
-calls in flight on it fail: the errors column of the h2 rows.
+zttp 0.0.35 caps the streams one HTTP/2 connection may ever open at 4,096
+(``Limits.max_streams`` in its src/core/h2/connection.zig, a guard against rapid-reset churn,
+CVE-2023-44487), with no setting from Python, and then ends the connection with GOAWAY
+ENHANCE_YOUR_CALM, failing the calls in flight. The h2 floor therefore ends each connection
+gracefully first (``servers/grpc_h2_floor.py``, ``H2_STREAM_BUDGET``). ghz's errors column
+still shows calls its old grpc-go client started on a draining connection; the last lines count
+what grpcio (``grpcio_calls.py``, the client tritonclient and ours use) sees: ``--grpcio-calls``
+calls at 64 streams on one channel against each floor.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 from pathlib import Path
 
 import answers
@@ -33,10 +37,19 @@ WORK = Path(__file__).resolve().parent / ".work"
 STREAMS = (1, 16, 64)
 
 
+def grpcio_calls(address: str, calls: int) -> str:
+    """``grpcio_calls.py`` on CPU 1, from the "ours" venv (grpcio and the OIP stubs)."""
+    python = str(WORK / "venvs" / "ours" / "bin" / "python")
+    script = str(Path(__file__).resolve().parent / "grpcio_calls.py")
+    command = ["taskset", "-c", "1", python, script, address, "mlp_small", "64", str(calls)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per trial")
+    parser.add_argument("--grpcio-calls", type=int, default=20_000, help="0: none")
     args = parser.parse_args()
     ghz = require_ghz(WORK)
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
@@ -75,6 +88,9 @@ def main() -> None:
                         f"cpu {used * 1e6:5.0f} µs/call"
                     )
                     print(line, flush=True)  # noqa: T201
+        for label, address in addresses.items():
+            if args.grpcio_calls:
+                print(f"grpcio, 64 streams, {label}: {grpcio_calls(address, args.grpcio_calls)}")  # noqa: T201
     finally:
         for server in servers.values():
             launch.stop(server)

@@ -8,11 +8,20 @@ inline (1 intra-op thread) -> raw output bytes, framed by hand (gRPC's 5-byte le
 GET answers 200 (``bench/launch.py`` waits on ``/v2/models/NAME/ready``); gRPC and HTTP/1.1
 share ``port``.
 
+zttp 0.0.35 ends a connection (GOAWAY ENHANCE_YOUR_CALM, failing the calls in flight) once it
+has opened 4,096 streams, with no setting to change that. ``budget_streams`` ends each
+connection gracefully before that, as a gRPC server with a maximum connection age does:
+``H2_STREAM_BUDGET`` streams (default 3,584; 0 turns it off), then GOAWAY(NO_ERROR) naming the
+last stream taken, the streams in flight answered, a stream the client opened before it saw the
+GOAWAY refused with REFUSED_STREAM (gRPC retries those on its new connection), and the
+connection left for the client to close (ours closes it 5 s later if the client does not).
+
     python grpc_h2_floor.py MODEL.onnx NAME PORT
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from typing import Any
@@ -67,7 +76,46 @@ def make_app(path: str) -> Any:
     return app
 
 
+def budget_streams(budget: int) -> None:
+    """End each HTTP/2 connection gracefully after ``budget`` streams (the module docstring),
+    by patching uvicorn 0.54's ``ZttpH2Protocol``: an experiment's shortcut, not a product's."""
+    from uvicorn.protocols.http import zttp_h2_impl
+
+    original = zttp_h2_impl.ZttpH2Protocol.handle_request
+
+    def handle_request(self: Any, event: Any) -> None:
+        last = getattr(self, "_goaway_last", None)
+        if last is not None and event.stream_id > last:
+            self.conn.stream(event.stream_id).reset(0x7)  # REFUSED_STREAM
+            self.flush()
+            return
+        original(self, event)
+        if last is None and event.stream_id >= 2 * budget - 1:  # the client's n-th: 2n - 1
+            self._goaway_last = event.stream_id
+            self.conn.close(0, event.stream_id)
+            self.shutdown_requested = True
+            self.flush()
+
+    close = zttp_h2_impl.ZttpH2Protocol._close_connection
+
+    def close_connection(self: Any) -> None:
+        if getattr(self, "_goaway_last", None) is None or self.transport.is_closing():
+            close(self)
+            return
+        # Drained: the client closes it once it has read every answer; a later close of
+        # ours only backs that up (closing at once can cut frames the client still sends).
+        self.flush()
+        if not getattr(self, "_linger", None):
+            self._linger = self.loop.call_later(5.0, self.transport.close)
+
+    zttp_h2_impl.ZttpH2Protocol.handle_request = handle_request  # type: ignore[method-assign]
+    zttp_h2_impl.ZttpH2Protocol._close_connection = close_connection  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
+    streams_budget = int(os.environ.get("H2_STREAM_BUDGET", "3584"))
+    if streams_budget:
+        budget_streams(streams_budget)
     uvicorn.run(make_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[3]), http="zttp",
                 http2=True, loop="uvloop", log_level="warning", access_log=False,
                 lifespan="off")  # fmt: skip
