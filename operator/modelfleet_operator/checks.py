@@ -1,7 +1,7 @@
 """Semantic checks of an InferenceService: what a schema cannot say, each failing with a
 ``SpecError`` whose message says what to fix (a KServe-only field, a Knative setting, a bad
 storage URI, an image volume for a model that is no image, minReplicas above maxReplicas, two
-autoscalers). ``spec.parse`` calls these; pure: no kopf, no Kubernetes client, no I/O.
+autoscalers). ``parse.parse`` calls these; pure: no kopf, no Kubernetes client, no I/O.
 """
 
 from __future__ import annotations

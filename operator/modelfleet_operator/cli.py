@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.crd import crd_yaml
+from modelfleet_operator.parse import SpecError, parse
 from modelfleet_operator.render import render
 from modelfleet_operator.render.delivery import auto_undecided
-from modelfleet_operator.spec import SpecError, parse
 
 
 def _documents(path: str) -> Iterator[dict[str, Any]]:

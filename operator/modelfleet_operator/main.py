@@ -24,7 +24,7 @@ from modelfleet_operator.handlers import METRICS_KEY, register
 from modelfleet_operator.metrics import OperatorMetrics
 from modelfleet_operator.peering import peering_of
 from modelfleet_runtime import logs
-from modelfleet_runtime.config import from_command_line
+from modelfleet_runtime.command_line import from_command_line
 
 SHORTCUTS: dict[str, str | list[str]] = {
     "namespaces": ["namespace", "n"],

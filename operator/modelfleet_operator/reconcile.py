@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from modelfleet_operator import labels, predictor_pods, render, spec, status
+from modelfleet_operator import labels, parse, predictor_pods, render, status
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.converge import is_converged, stamp
 from modelfleet_operator.kinds import INFERENCE_SERVICE, KindRef, controller_of
@@ -92,7 +92,7 @@ def _key(obj: Mapping[str, Any]) -> ChildKey:
     return str(obj.get("kind")), str(obj.get("metadata", {}).get("name"))
 
 
-async def read_children(ctx: LiveContext, svc: spec.ParsedService) -> dict[ChildKey, Manifest]:
+async def read_children(ctx: LiveContext, svc: parse.ParsedService) -> dict[ChildKey, Manifest]:
     """Live children of ``svc`` (controlled by its uid), by kind and name.
 
     From kopf's watch-fed index when there is one (no API call: listing six kinds per reconcile
@@ -111,7 +111,7 @@ async def read_children(ctx: LiveContext, svc: spec.ParsedService) -> dict[Child
     return found
 
 
-async def read_pods(ctx: LiveContext, svc: spec.ParsedService) -> list[Manifest]:
+async def read_pods(ctx: LiveContext, svc: parse.ParsedService) -> list[Manifest]:
     """The predictor pods of ``svc``: from kopf's pod index when there is one (no API call),
     else listed by label."""
     if ctx.pods is not None:
@@ -121,7 +121,7 @@ async def read_pods(ctx: LiveContext, svc: spec.ParsedService) -> list[Manifest]
 
 
 def desired_children(
-    body: Mapping[str, Any], ctx: LiveContext, svc: spec.ParsedService
+    body: Mapping[str, Any], ctx: LiveContext, svc: parse.ParsedService
 ) -> list[Manifest]:
     """Rendered children, adopted by ``body`` and stamped with their hash."""
     manifests = render.render(svc, ctx.config)
@@ -154,7 +154,7 @@ async def _apply(
     return observed, applied
 
 
-async def _check_tls(ctx: LiveContext, svc: spec.ParsedService) -> status.Problem | None:
+async def _check_tls(ctx: LiveContext, svc: parse.ParsedService) -> status.Problem | None:
     """What is wrong with the TLS Secret ``svc`` names, if it names one. The Secret is read
     again on every reconcile (there is no watch on Secrets: the operator may only get them),
     so one created or fixed later is picked up by the resync loop at the latest. A Secret the
@@ -187,8 +187,8 @@ async def reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
 
 async def _reconcile(body: Mapping[str, Any], ctx: LiveContext) -> Outcome:
     try:
-        svc = spec.parse(body, ctx.config.trusted_storage_hosts)
-    except spec.SpecError as exc:
+        svc = parse.parse(body, ctx.config.trusted_storage_hosts)
+    except parse.SpecError as exc:
         invalid = status.invalid_spec_status(body, exc.message, _own_status(body), _now())
         written = await _write_status(ctx, body, invalid)
         ready, reason = _ready(invalid)

@@ -1,30 +1,20 @@
-"""The InferenceService spec: pydantic models and ``parse()``.
+"""The InferenceService spec: pydantic models.
 
 The models follow KServe's ``serving.kserve.io/v1beta1`` InferenceService wherever the concept
 is the same, so a KServe ONNX YAML applies after changing only ``apiVersion``. ModelFleet's own
 fields live in one clearly named place, ``spec.modelfleet``. The CRD's OpenAPI schema is
-generated from these models (``crd.py``). Called by the live half's reconcile
-(``reconcile.py``) and by ``modelfleet render``; pure: no kopf, no Kubernetes client, no I/O.
+generated from these models (``crd.py``); ``parse.py`` validates a body against them into a
+``ParsedService``. Pure: no kopf, no Kubernetes client, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from modelfleet_operator.checks import MAX_NAME as MAX_NAME
-from modelfleet_operator.checks import SpecError as SpecError
-from modelfleet_operator.checks import (
-    check_annotations,
-    check_semantics,
-    format_error,
-    reject_kserve_only,
-)
 from modelfleet_runtime.config import VersionPolicy
 
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
@@ -326,42 +316,3 @@ class InferenceServiceSpec(_Model):
             return None
         pct = self.predictor.canary_traffic_percent
         return 100 if pct is None else pct
-
-
-@dataclass(frozen=True)
-class ParsedService:
-    """A validated InferenceService: identity plus spec."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    spec: InferenceServiceSpec
-    annotations: Mapping[str, str]
-
-
-def parse(body: Mapping[str, Any], trusted_hosts: Collection[str] = ()) -> ParsedService:
-    """Validate an InferenceService body; raise ``SpecError`` saying what to fix.
-    ``trusted_hosts``: the operator's ``trusted_storage_hosts`` (see ``checks.check_host``)."""
-    meta = body.get("metadata") or {}
-    raw = body.get("spec")
-    if not isinstance(raw, Mapping):
-        raise SpecError("spec: missing; an InferenceService needs spec.predictor")
-    annotations = dict(meta.get("annotations") or {})
-    try:
-        reject_kserve_only(raw)
-        check_annotations(annotations)
-        spec = InferenceServiceSpec.model_validate(raw)
-        check_semantics(str(meta.get("name", "")), spec, annotations, trusted_hosts)
-    except ValidationError as exc:
-        raise SpecError(format_error(exc)) from None
-    except ValueError as exc:
-        raise SpecError(str(exc)) from None
-    return ParsedService(
-        name=str(meta.get("name", "")),
-        namespace=str(meta.get("namespace") or "default"),
-        uid=str(meta.get("uid") or ""),
-        generation=int(meta.get("generation") or 0),
-        spec=spec,
-        annotations=annotations,
-    )

@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from modelfleet_operator import predictor_pods
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render import tls
 from modelfleet_operator.render.plan import CANARY, STABLE, Track, plan
-from modelfleet_operator.spec import ParsedService, VersionPolicySpec
+from modelfleet_operator.spec import VersionPolicySpec
 
 Observed = Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]]
 """Live children: a mapping of name to object, or just the objects."""

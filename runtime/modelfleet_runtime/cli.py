@@ -15,7 +15,8 @@ from importlib.metadata import entry_points
 from pydantic import ValidationError
 
 from modelfleet_runtime import __version__, logs
-from modelfleet_runtime.config import Settings, from_command_line
+from modelfleet_runtime.command_line import from_command_line
+from modelfleet_runtime.config import Settings
 from modelfleet_runtime.metrics import Metrics
 from modelfleet_runtime.prefetch import Prefetch
 

@@ -8,40 +8,17 @@ the environment at import time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelfleet_runtime import schemes
 from modelfleet_runtime.quantities import byte_count
 
 ENV_PREFIX = "MODELFLEET_"
-AnySettings = TypeVar("AnySettings", bound=BaseSettings)
-
-
-def from_command_line(
-    model: type[AnySettings],
-    prog: str,
-    argv: Sequence[str],
-    shortcuts: Mapping[str, str | list[str]] | None = None,
-) -> AnySettings:
-    """``model``'s settings from ``argv`` over the environment over the defaults, each field a
-    kebab-case flag (``--poll-interval``); exits on ``--help`` and unknown options, as argparse
-    does. ``modelfleet serve`` and ``modelfleet operator`` read their settings this way."""
-    source: CliSettingsSource[AnySettings] = CliSettingsSource(
-        model,
-        cli_prog_name=prog,
-        cli_kebab_case=True,
-        cli_implicit_flags=False,
-        cli_use_class_docs_for_groups=False,
-        cli_shortcuts=dict(shortcuts or {}),
-    )
-    return model(_cli_settings_source=source(args=list(argv)))
-
 
 VersionPolicy = Literal["latest", "all", "specific"]
 LogFormat = Literal["auto", "json", "text"]

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from modelfleet_operator.checks import SpecError
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import parse
 from modelfleet_operator.render import render
-from modelfleet_operator.spec import parse
 from tests.e2e.conftest import isvc
 from tests.e2e.kube import Cluster, CommandFailed, wait_for
 from tests.helpers.spec_edits import EDITS, ready

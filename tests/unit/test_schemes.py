@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from modelfleet_operator.spec import SpecError, parse
+from modelfleet_operator.parse import SpecError, parse
 from modelfleet_runtime import schemes, storage
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.schemes import SCHEMES

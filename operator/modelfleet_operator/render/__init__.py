@@ -11,11 +11,11 @@ from typing import Any
 
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.kinds import KindRef
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render.deployment import deployment
 from modelfleet_operator.render.network import http_route, service, track_services
 from modelfleet_operator.render.plan import Track, deployment_name, plan, split_replicas
 from modelfleet_operator.render.scaling import autoscalers, pdb
-from modelfleet_operator.spec import ParsedService
 
 __all__ = [
     "Track",

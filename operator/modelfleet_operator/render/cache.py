@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render import delivery
 from modelfleet_operator.render.plan import Track
-from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.schemes import scheme_of
 
 CACHE_DIR = "/var/cache/modelfleet"

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from modelfleet_operator.config import OperatorConfig, version_tuple
 from modelfleet_operator.oci_ref import parse_oci_uri
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render.plan import Track
-from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.schemes import scheme_of
 
 Delivery = Literal["Download", "Pull", "ImageVolume"]

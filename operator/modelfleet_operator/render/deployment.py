@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render import cache, delivery, tls
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import (
@@ -24,7 +25,6 @@ from modelfleet_operator.render.runtime_env import (
     resources_for,
     runtime_grace_period,
 )
-from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.schemes import scheme_of
 
 RUN_AS = 10001

@@ -10,10 +10,10 @@ from typing import Any
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render import tls
 from modelfleet_operator.render.plan import Track
 from modelfleet_operator.render.runtime_env import GRPC_PORT
-from modelfleet_operator.spec import ParsedService
 
 
 def _service(svc: ParsedService, name: str, track: str | None) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelfleet_operator.spec import InferenceServiceSpec, ParsedService, VersionPolicySpec
+from modelfleet_operator.parse import ParsedService
+from modelfleet_operator.spec import InferenceServiceSpec, VersionPolicySpec
 
 STABLE = "stable"
 CANARY = "canary"

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render import cache, delivery
 from modelfleet_operator.render.plan import Track
-from modelfleet_operator.spec import ParsedService
 from modelfleet_runtime.config import ENV_PREFIX, Settings
 from modelfleet_runtime.schemes import scheme_of
 

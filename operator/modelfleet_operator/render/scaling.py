@@ -9,8 +9,8 @@ from typing import Any
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import ParsedService
 from modelfleet_operator.render.plan import Track
-from modelfleet_operator.spec import ParsedService
 
 
 def scale_target(svc: ParsedService, config: OperatorConfig) -> int:

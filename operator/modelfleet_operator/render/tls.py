@@ -32,7 +32,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modelfleet_operator.spec import ParsedService, TLSSpec
+from modelfleet_operator.parse import ParsedService
+from modelfleet_operator.spec import TLSSpec
 from modelfleet_runtime.config import ENV_PREFIX
 
 TLS_DIR = "/etc/modelfleet/tls"

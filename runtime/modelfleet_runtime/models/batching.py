@@ -30,10 +30,11 @@ from modelfleet_runtime.models.rows import (
     concat_rows,
     split_rows,
 )
-from modelfleet_runtime.models.rows import Tensors as Tensors  # re-exported: run and submit
+from modelfleet_runtime.protocol import Arrays
 
 log = logging.getLogger(__name__)
 
+Tensors: TypeAlias = Arrays  # what run and submit take and return (protocol's tensors by name)
 AsyncRun: TypeAlias = Callable[[Tensors], Awaitable[Tensors]]
 SyncRun: TypeAlias = Callable[[Tensors], Tensors]
 

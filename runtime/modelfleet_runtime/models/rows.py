@@ -14,7 +14,8 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-Tensors: TypeAlias = dict[str, npt.NDArray[Any]]
+from modelfleet_runtime.protocol import Arrays
+
 # A key is ((name, dtype, non-batch shape), ...) for batchable requests, or an int for one that
 # must run alone (unique per request, so nothing else ever joins it).
 BatchKey: TypeAlias = tuple[tuple[str, str, tuple[int, ...]], ...] | int
@@ -31,7 +32,7 @@ class UnsplittableOutputError(BatchingError):
 class _Request(Protocol):
     """A queued request as far as its rows go (``batching._Pending``)."""
 
-    inputs: Tensors
+    inputs: Arrays
 
 
 def batch_key(
@@ -50,12 +51,12 @@ def batch_key(
     return key, rows
 
 
-def concat_rows(batch: Sequence[_Request]) -> Tensors:
+def concat_rows(batch: Sequence[_Request]) -> Arrays:
     """The batch's inputs, one array per name, the requests' rows one after another."""
     return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
 
 
-def split_rows(outputs: Tensors, rows: list[int]) -> list[Tensors]:
+def split_rows(outputs: Arrays, rows: list[int]) -> list[Arrays]:
     """Each request's own rows of every output, in batch order; ``rows``: each one's count."""
     total = sum(rows)
     for name, array in outputs.items():
@@ -64,7 +65,7 @@ def split_rows(outputs: Tensors, rows: list[int]) -> list[Tensors]:
                 f"output '{name}' has shape {list(array.shape)}: cannot split a batch of "
                 f"{total} rows; serve this model with batching off"
             )
-    results: list[Tensors] = []
+    results: list[Arrays] = []
     start = 0
     for count in rows:
         stop = start + count

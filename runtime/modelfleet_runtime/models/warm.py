@@ -14,7 +14,7 @@ nodes with other CPUs). Thread counts do not change the graph. Initializers of 1
 saved to an external-data file beside the graph, so models over protobuf's 2 GB limit and
 models with external data save too.
 
-Integrity as for the cache's entries (``cache.matches``): the graph's files are hashed when saved
+Integrity as for the cache's entries (``records.matches``): the graph's files are hashed when saved
 (``digests.json``) and checked before each use; a graph that differs is removed and the session
 is created from the (checked) original, saving a fresh graph. A graph is saved into a
 staging folder and renamed into place, so a reader sees all of one or nothing; when two
@@ -35,8 +35,9 @@ import onnxruntime as ort
 from pydantic import ValidationError
 
 from modelfleet_runtime.config import Settings
-from modelfleet_runtime.storage.cache import OPTIMIZED_SUFFIX, Record, matches, record_of
+from modelfleet_runtime.storage.cache import OPTIMIZED_SUFFIX
 from modelfleet_runtime.storage.locks import staging
+from modelfleet_runtime.storage.records import Record, matches, record_of
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ different bytes under the same etag would be served from the cache; S3, GCS and 
 servers change the etag with the content, and local files' etag includes the modification time.
 Either way, what is served is what was checked when it was downloaded (the record).
 
-**Checks on reuse** (``matches``): a process taking a version from the cache first compares
+**Checks on reuse** (``records.matches``): a process taking a version from the cache first compares
 the folder's files and sizes with the record, then hashes each file whose stat stamp (inode,
 size, mtime, ctime) differs from the one recorded when it was last hashed; any file that differs
 from its recorded sha256 (or a missing record) counts as ``corrupt``, and the version is fetched
@@ -56,21 +56,19 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ..config import Settings
 from ..metrics import Metrics
 from . import locks
-from .manifest import FileDigest, digest_of
+from .records import Record, matches, record_of
 
 log = logging.getLogger(__name__)
 
 OPTIMIZED_SUFFIX = ".opt"
 """``entries/<key>.opt``: where ``models/warm.py`` keeps the optimized graphs of entry <key>."""
-_HASH_THREADS = 4
 
 Fill = Callable[[Path, Path], Awaitable[Mapping[str, str]]]
 """``fill(staging, final)`` downloads the version into a new folder under ``staging``, verifies
@@ -85,61 +83,6 @@ def version_key(content: Mapping[str, str], remote: Mapping[str, str]) -> str:
     lines += sorted(f"{path}\0{identity}" for path, identity in remote.items())
     prefix = "r-" if remote else "c-"
     return prefix + hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-class Record(BaseModel):
-    """What a folder held when it was written: each file's size and sha256 (``files``), and
-    the stat stamp (inode, size, mtime, ctime, in ns) each file had when it was last hashed."""
-
-    files: dict[str, FileDigest]
-    stamps: dict[str, list[int]] = {}
-
-
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _files(folder: Path, exclude: frozenset[str]) -> set[str]:
-    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    return found - exclude
-
-
-def record_of(
-    folder: Path, known: Mapping[str, str], exclude: frozenset[str] = frozenset()
-) -> Record:
-    """The record of every file under ``folder`` (but ``exclude``): sha256 from ``known``
-    (path -> hex, already checked by the caller) or hashed here."""
-    files, stamps = {}, {}
-    for name in sorted(_files(folder, exclude)):
-        path = folder / name
-        stamps[name] = _stamp(path)
-        digest = known.get(name)
-        files[name] = (
-            digest_of(path) if digest is None else FileDigest(size=stamps[name][1], sha256=digest)
-        )
-    return Record(files=files, stamps=stamps)
-
-
-def matches(
-    folder: Path, record: Record, *, full: bool, exclude: frozenset[str] = frozenset()
-) -> Record | None:
-    """``record`` (with fresh stamps where files were hashed) when ``folder`` holds exactly its
-    files with its sizes and digests, else None. Unless ``full``, a file whose stat stamp is
-    the one recorded is not hashed again: its inode, size, mtime and ctime are unchanged, and
-    no write through the file system keeps the ctime (``utime`` sets it to now)."""
-    names = list(record.files)
-    if _files(folder, exclude) != set(names):
-        return None
-    stamps = {name: _stamp(folder / name) for name in names}
-    if any(stamps[n][1] != record.files[n].size for n in names):
-        return None
-    rehash = [n for n in names if full or record.stamps.get(n) != stamps[n]]
-    with ThreadPoolExecutor(min(_HASH_THREADS, len(rehash) or 1)) as pool:
-        got = list(pool.map(digest_of, (folder / n for n in rehash)))
-    if any(digest != record.files[n] for n, digest in zip(rehash, got, strict=True)):
-        return None
-    return Record(files=record.files, stamps=stamps)
 
 
 class ModelCache:

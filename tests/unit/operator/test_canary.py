@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import parse
 from modelfleet_operator.render import render, split_replicas
-from modelfleet_operator.spec import parse
 from tests.unit.operator.helpers import isvc, predictor
 
 CANARY_URI = "s3://models/iris-v2"

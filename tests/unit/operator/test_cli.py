@@ -7,8 +7,8 @@ import yaml
 
 from modelfleet_operator.cli import crd_command, render_command
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import parse
 from modelfleet_operator.render import render
-from modelfleet_operator.spec import parse
 from tests.unit.operator.helpers import CRD_FILE, EXAMPLES, INVALID, load
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelfleet_operator import labels
+from modelfleet_operator.parse import parse
 from modelfleet_operator.predictor_pods import cold_start, last_cold_start_seconds, slim
-from modelfleet_operator.spec import parse
 from modelfleet_operator.status import build_status
 from tests.unit.operator.helpers import isvc, predictor
 

@@ -12,10 +12,10 @@ import pytest
 
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.crd import build_crd
+from modelfleet_operator.parse import SpecError, parse
 from modelfleet_operator.render import render
 from modelfleet_operator.render.cache import CACHE_DIR, CACHE_VOLUME
 from modelfleet_operator.render.deployment import STARTUP_PERIOD
-from modelfleet_operator.spec import SpecError, parse
 from modelfleet_runtime.config import Settings
 from tests.unit.operator.helpers import isvc, predictor, restricted_violations
 

@@ -17,8 +17,8 @@ from modelfleet_operator.cli import render_command
 from modelfleet_operator.config import OperatorConfig, version_from_info, version_tuple
 from modelfleet_operator.crd import build_crd
 from modelfleet_operator.oci_ref import OciRef, parse_oci_uri
+from modelfleet_operator.parse import SpecError, parse
 from modelfleet_operator.render import render
-from modelfleet_operator.spec import SpecError, parse
 from modelfleet_runtime.config import Settings
 from tests.unit.operator.helpers import EXAMPLES, isvc, restricted_violations
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import parse
 from modelfleet_operator.render import render
-from modelfleet_operator.spec import parse
 from tests.unit.operator.helpers import load, pod_templates, restricted_violations, valid_examples
 
 

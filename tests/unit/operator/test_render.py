@@ -17,8 +17,8 @@ import yaml
 
 from modelfleet_operator import labels
 from modelfleet_operator.config import OperatorConfig
+from modelfleet_operator.parse import parse
 from modelfleet_operator.render import managed_kinds, render
-from modelfleet_operator.spec import parse
 from modelfleet_runtime.config import Settings
 from tests.unit.operator.helpers import GOLDEN, isvc, load, predictor, valid_examples
 

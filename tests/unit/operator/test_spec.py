@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelfleet_operator.spec import SpecError, parse
+from modelfleet_operator.parse import SpecError, parse
 from tests.unit.operator.helpers import (
     expected_message,
     invalid_examples,

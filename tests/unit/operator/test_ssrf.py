@@ -13,7 +13,7 @@ import yaml
 
 from modelfleet_operator.checks import check_host
 from modelfleet_operator.cli import render_command
-from modelfleet_operator.spec import SpecError, parse
+from modelfleet_operator.parse import SpecError, parse
 from tests.unit.operator.helpers import isvc
 
 REFUSED = [

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelfleet_operator.spec import ParsedService, parse
+from modelfleet_operator.parse import ParsedService, parse
 from modelfleet_operator.status import build_status, invalid_spec_status
 from tests.unit.operator.helpers import isvc, predictor
 

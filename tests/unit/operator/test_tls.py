@@ -16,10 +16,10 @@ import pytest
 from modelfleet_operator.config import OperatorConfig
 from modelfleet_operator.crd import spec_schema
 from modelfleet_operator.kube import summary_from_table
+from modelfleet_operator.parse import ParsedService, SpecError, parse
 from modelfleet_operator.render import render
 from modelfleet_operator.render.runtime_env import env_name
 from modelfleet_operator.render.tls import SETTINGS
-from modelfleet_operator.spec import ParsedService, SpecError, parse
 from modelfleet_operator.status import (
     SecretSummary,
     build_status,
