@@ -88,7 +88,7 @@ def exact_integers(
 ) -> np.ndarray[Any, Any]:
     """Integers numpy could not infer exactly (UINT64's upper half arrives as float64)."""
     values = np.array(data, dtype=object).reshape(-1)
-    if not all(integral(v) for v in values):
+    if not all(integral(v) or type(v) is bool for v in values):  # true is 1, as elsewhere
         raise BadRequestError(f"input '{name}': {datatype} data cannot hold numbers")
     return np.array([int(v) for v in values.tolist()], dtype=dtype)
 

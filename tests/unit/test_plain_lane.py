@@ -167,3 +167,15 @@ def test_booleans_count_as_0_and_1_in_every_integer_tensor(datatype: str) -> Non
     assert plain[0] == "ok"
     array = codec.decode_infer(body, None, LIMIT).inputs["x"]
     assert array.dtype == DATATYPES[datatype] and array.tolist() == [[1, 0]]
+
+
+@pytest.mark.parametrize("datatype", ["UINT64", "INT32"])
+def test_booleans_beside_integral_floats_count_as_0_and_1(datatype: str) -> None:
+    """``[true, 2.0]`` is a float array to numpy: the exact-integer path takes true as 1 too."""
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": [True, 2.0]}]}
+    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = decode(body, True, monkeypatch)
+        assert plain == decode(body, False, monkeypatch)
+    assert codec.decode_infer(body, None, LIMIT).inputs["x"].tolist() == [1, 2]

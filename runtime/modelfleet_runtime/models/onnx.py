@@ -66,14 +66,14 @@ SessionRun = Callable[[Sequence[str], Mapping[str, Any], Any], list[Any]]
 
 
 def direct_run(session: ort.InferenceSession) -> SessionRun:
-    """The session's C++ ``run`` where ONNX Runtime's Python ``InferenceSession.run`` only adds
+    """The session's C++ ``run``, where ONNX Runtime's Python ``InferenceSession.run`` adds only
     checks the data plane has made already: that no required input is missing (every request
     passes ``signature.check_inputs``, which wants every input), that no OrtValue belongs to
-    another session (we pass numpy arrays) and that WebGPU graph capture is off. On a session
-    with only the CPU provider that is all it adds; elsewhere it also retries a failed provider
-    once on the CPU, so those sessions keep the public ``run``. Why: those checks cost a
-    quarter of a small model's run (8 of 43 µs per call on MLP-small, one thread, in a loop:
-    bench/PROFILE.md, "Round 2, third pass")."""
+    another session (we pass numpy arrays) and that WebGPU graph capture is off. It also
+    catches a provider's failure (``EPFail``) and retries once on the CPU provider: nothing to
+    retry on for a session with only the CPU provider, so only those sessions take the C++
+    ``run``, and every other keeps the public one. Why: on MLP-small those checks are 8 of
+    43 µs per call (one thread, in a loop; bench/PROFILE.md, "Round 2, third pass")."""
     inner = getattr(session, "_sess", None)
     if inner is None or session.get_providers() != ["CPUExecutionProvider"]:
         return session.run  # type: ignore[no-any-return]
@@ -153,7 +153,7 @@ class OnnxModel:
         try:
             for _ in range(runs):
                 started = time.perf_counter()
-                self.session.run(None, feeds)
+                self._run(list(self.outputs), feeds, None)  # as requests run it
                 timings.append(time.perf_counter() - started)
                 if sum(timings) > budget:
                     break
