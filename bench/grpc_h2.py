@@ -50,6 +50,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per trial")
     parser.add_argument("--grpcio-calls", type=int, default=20_000, help="0: none")
+    parser.add_argument(
+        "--ours", action="store_true",
+        help="also ours on grpc.aio, ours on uvicorn's HTTP/2 (servers/grpc_h2_ours.py) and KServe",
+    )  # fmt: skip
     args = parser.parse_args()
     ghz = require_ghz(WORK)
     os.sched_setaffinity(0, {1})  # this driver shares the load generator's CPU
@@ -68,7 +72,18 @@ def main() -> None:
         ),
     }
     addresses = {"grpc.aio floor": "127.0.0.1:18311", "uvicorn h2 floor": "127.0.0.1:18320"}
+    if args.ours:
+        servers["ours"] = launch.start_ours(WORK, "ours", model.name, model.path, 18330)
+        servers["ours h2"] = launch.start_floor(
+            WORK, "ours h2", model.name, model.path, 18340, "grpc_h2_ours.py", "h2ours"
+        )
+        servers["kserve"] = launch.start_kserve(
+            WORK, "kserve", model.name, model.path, 18350, grpc=True
+        )
+        addresses |= {"ours": "127.0.0.1:18331", "ours h2": "127.0.0.1:18340",
+                      "kserve": "127.0.0.1:18351"}  # fmt: skip
     cpu: dict[tuple[str, int], list[float]] = {}
+    rps: dict[tuple[str, int], list[float]] = {}
     try:
         for label, server in servers.items():
             launch.wait_ready(server)
@@ -82,6 +97,7 @@ def main() -> None:
                     stats = run_ghz(ghz, addresses[label], data, streams, args.duration)
                     used = (launch.cpu_seconds(server) - before) / max(stats["requests"], 1)
                     cpu.setdefault((label, streams), []).append(used * 1e6)
+                    rps.setdefault((label, streams), []).append(stats["rps"])
                     line = (
                         f"rep {rep} {label:16} {streams:3} streams {stats['rps']:7,.0f} req/s "
                         f"p99 {stats['p99_us'] / 1000:6.2f} ms errors {stats['errors']:.0f} "
@@ -95,12 +111,19 @@ def main() -> None:
         for server in servers.values():
             launch.stop(server)
     for streams in STREAMS:
-        aio, h2 = (statistics.median(cpu[label, streams]) for label in addresses)
+        aio, h2 = (statistics.median(cpu[label, streams]) for label in list(addresses)[:2])
         line = (
             f"{streams:3} streams: CPU per call, grpc.aio {aio:.0f} µs, uvicorn h2 {h2:.0f} µs: "
             f"{aio / h2:.2f}x less on HTTP/2 by uvicorn"
         )
         print(line)  # noqa: T201
+        if "kserve" in addresses:
+            kserve = statistics.median(rps["kserve", streams])
+            ratios = ", ".join(
+                f"{label} {statistics.median(rps[label, streams]) / kserve:.2f}x"
+                for label in addresses
+            )
+            print(f"{streams:3} streams, median req/s against KServe's: {ratios}")  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runtime benchmark in one command: bench/run.sh [--reps 3 --duration 5 --only small wide conv]
 # The hot path's regression guard (bench/check.py, about 30 s): bench/run.sh check [--min 0.50]
-# gRPC on grpc.aio vs on uvicorn's HTTP/2 (bench/grpc_h2.py, an experiment): bench/run.sh h2
+# gRPC on grpc.aio vs on uvicorn's HTTP/2 (bench/grpc_h2.py, an experiment): bench/run.sh h2 [--ours]
 # Creates the virtual environments it needs under bench/.work/venvs/ on first use (ours: this
 # repository; kserve==0.21.*; mlserver==1.7.1 with uvloop==0.21.0; bench: the driver's tools),
 # installs Debian's wrk if missing, then runs bench/run.py (see its docstring).
@@ -32,6 +32,10 @@ if [ "${1:-}" = h2 ]; then  # gRPC on grpc.aio vs on uvicorn's HTTP/2 (zttp): an
     shift
     make_venv h2 -e "$repo/client" "uvicorn[standard]==0.54.0" "zttp==0.0.35" grpcio numpy \
         "onnxruntime==1.32.*"
+    if [[ " $* " == *" --ours "* ]]; then  # ours on HTTP/2: the runtime with zttp beside it
+        make_venv h2ours -e "$repo/client" -e "$repo" "zttp==0.0.35"
+        make_venv kserve "kserve==0.21.*" "onnxruntime==1.31.*" numpy
+    fi
     cd "$here"
     exec "$venvs/bench/bin/python" "$here/grpc_h2.py" "$@"
 fi
