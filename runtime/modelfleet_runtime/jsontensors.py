@@ -32,6 +32,7 @@ path gives (``tests/unit/test_jsontensors.py`` checks that on generated bodies):
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class Numbers:
     array: np.ndarray[Any, Any]
     arrays: int  # JSON arrays it was written as (1 when flat)
     depth: int  # its nesting depth (1 when flat)
+    shape: tuple[int, ...]  # the nesting's shape, as numpy would infer it
 
 
 class _NotHere(Exception):
@@ -73,6 +75,28 @@ def parse(body: bytes, max_depth: int) -> dict[str, Any] | None:
     if arrays != _brackets(body) or depth > max_depth:
         return None
     return request
+
+
+def parse_columns(
+    body: bytes, datatype: str, max_depth: int
+) -> tuple[str, np.ndarray[Any, Any]] | None:
+    """A V1 ``:predict`` body for a model of one number input, ``{"instances": array}`` or
+    ``{"inputs": array}`` and nothing else: the key, and the array numpy would make of the
+    value (float64 or int64, shaped as its nesting), under the same rules as ``parse``; None
+    for the orjson path (anything else, and an empty array, whose error that path words)."""
+    if len(body) < MIN_BODY or b"\\" in body:
+        return None
+    try:
+        document = _parse(body)
+        keys = _keys(document)
+        if len(keys) != 1 or keys[0] not in ("instances", "inputs"):
+            return None
+        numbers = _numbers(document[keys[0]], datatype)
+    except (_NotHere, ValueError, TypeError, RuntimeError, KeyError, IndexError, RecursionError):
+        return None
+    if numbers.arrays != _brackets(body) or numbers.depth + 1 > max_depth or not numbers.array.size:
+        return None
+    return keys[0], numbers.array.reshape(numbers.shape)
 
 
 REUSE_UP_TO = 8 * 1024 * 1024
@@ -156,7 +180,8 @@ def _numbers(data: Any, datatype: Any) -> Numbers:
     dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if not isinstance(data, simdjson.Array) or dtype is None or dtype.kind not in "fiu":
         raise _NotHere
-    arrays, depth, count = _rectangle(data)
+    arrays, depth, shape = _rectangle(data)
+    count = math.prod(shape)
     floats = dtype.kind == "f"
     if floats:
         array = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
@@ -167,23 +192,24 @@ def _numbers(data: Any, datatype: Any) -> Numbers:
     if floats and array.size and (array.max() >= _EXACT or array.min() <= -_EXACT):
         if np.array_equal(array, np.floor(array)):
             raise _NotHere
-    return Numbers(array, arrays, depth)
+    return Numbers(array, arrays, depth, shape)
 
 
-def _rectangle(data: Any) -> tuple[int, int, int]:
-    """Arrays, depth and element count of a rectangular nesting; raise for a ragged one.
+def _rectangle(data: Any) -> tuple[int, int, tuple[int, ...]]:
+    """Arrays, depth and shape of a rectangular nesting; raise for a ragged one.
 
     Walks every array above the innermost level (a 1x3x224x224 image: 676 of them), and
     checks each innermost one's length; what lies inside those is left to ``as_buffer`` (only
     numbers) and to the ``[`` count (no arrays)."""
     level = [data]
-    arrays, depth = 1, 1
+    arrays, depth, shape = 1, 1, []
     while True:
         width = len(level[0])
         if any(len(a) != width for a in level):
             raise _NotHere
+        shape.append(width)
         if not width or not isinstance(level[0][0], simdjson.Array):
-            return arrays, depth, len(level) * width
+            return arrays, depth, tuple(shape)
         below = [child for a in level for child in a]
         if not all(isinstance(child, simdjson.Array) for child in below):
             raise _NotHere
