@@ -77,6 +77,14 @@ TARGETS: list[dict[str, Any]] = [
         "ratio": 3,
     },
     {
+        "title": "gRPC, MLP-small, 16 streams, ours with --grpc-transport h2: ≥3× better peer",
+        "scenario": "grpc",
+        "ours": "ours h2",
+        "versus": ["kserve", "mlserver"],
+        "connections": 16,
+        "ratio": 3,
+    },
+    {
         "title": "MLP-small, 16 conns, with the proposed fast path + inline run*",
         "scenario": "small",
         "ours": "ours+fastpath+inline*",
@@ -185,6 +193,9 @@ def start_servers(
                 servers.append(launch.start_kserve(WORK, "kserve", m, path, 18060))
         elif name == "grpc":  # every server's gRPC port (HTTP stays up for readiness)
             ours("ours", 18080)
+            if "ours h2" not in skip:  # the opt-in transport (no baseline: older commits lack it)
+                servers.append(launch.start_ours(WORK, "ours h2", m, path, 18082,
+                                                 "--grpc-transport", "h2"))  # fmt: skip
             if "floor" not in skip:  # reference: grpc.aio with nothing else (not a peer)
                 servers.append(
                     launch.start_floor(WORK, "grpc.aio floor", m, path, 18085, "grpc_floor.py")

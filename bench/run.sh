@@ -23,7 +23,8 @@ make_venv() {  # name, then pip arguments
         echo "$want" > "$venvs/$name/.installed"
     fi
 }
-make_venv ours -e "$repo/client" -e "$repo"  # the runtime depends on the client (client/)
+make_venv ours -e "$repo/client" -e "$repo[h2]"  # the runtime needs the client (client/); h2:
+# the opt-in gRPC transport (--grpc-transport h2)
 make_venv bench onnx "onnxruntime==1.31.*" numpy orjson matplotlib py-spy pyinstrument
 if ! command -v wrk > /dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk

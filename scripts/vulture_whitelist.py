@@ -75,3 +75,8 @@ _.collect
 # the client package's lazy Client and AsyncClient (client/modelfleet_client/__init__.py).
 _.__getattr__
 _.__dir__
+
+# uvicorn reads these: its HTTP/2 protocol closes a connection whose shutdown was requested once
+# its streams are done, and its Server.shutdown waits this long for calls in flight (grpc_h2.py).
+_.shutdown_requested
+_.timeout_graceful_shutdown

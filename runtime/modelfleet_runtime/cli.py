@@ -48,7 +48,7 @@ def serve_command(argv: list[str]) -> int:
     logs.configure(settings.log_level, settings.log_format, settings.model_name)
     # The download starts while the server's imports run.
     prefetch = Prefetch(settings, Metrics()).start()
-    from modelfleet_runtime.server import serve
+    from modelfleet_runtime.server import TransportUnavailableError, serve
     from modelfleet_runtime.storage import StorageError
     from modelfleet_runtime.tls import TlsError
     from modelfleet_runtime.tracing import TracingUnavailableError
@@ -58,8 +58,9 @@ def serve_command(argv: list[str]) -> int:
     except StorageError as exc:  # a refused or malformed model URI: say so, no traceback
         sys.stderr.write(f"modelfleet serve: {exc.reason}: {exc}\n")
         return 2
-    # Certificate files that cannot be used; --tracing without OpenTelemetry or misconfigured.
-    except (TlsError, TracingUnavailableError) as exc:
+    # Certificate files that cannot be used; --tracing without OpenTelemetry or misconfigured;
+    # --grpc-transport h2 without its extra.
+    except (TlsError, TracingUnavailableError, TransportUnavailableError) as exc:
         sys.stderr.write(f"modelfleet serve: {exc}\n")
         return 2
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -45,6 +45,13 @@ CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
 }
 Reply = TypeVar("Reply")
+
+
+class GrpcServer(Protocol):
+    """What the server's lifespan needs of a gRPC server, whatever its transport."""
+
+    async def stop(self, grace: float | None) -> Any:
+        """Stop accepting calls; those in flight finish within ``grace`` seconds."""
 
 
 def decode(request: pb.ModelInferRequest, max_elements: int) -> InferRequest:

@@ -40,6 +40,10 @@ from modelfleet_runtime.tls import TlsFiles
 log = logging.getLogger(__name__)
 
 
+class TransportUnavailableError(RuntimeError):
+    """``--grpc-transport h2`` without its extra (uvicorn's HTTP/2 and zttp) installed."""
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, plus: the data plane stops being ready the moment a signal arrives."""
 
@@ -116,7 +120,12 @@ def build(
             if settings.grpc_port is None:
                 yield
                 return
-            grpc_server, _ = await grpc_api.start(settings, dataplane, tls)
+            if settings.grpc_transport == "h2":
+                from modelfleet_runtime import grpc_h2  # zttp: the 'h2' extra, opt-in
+
+                grpc_server: grpc_api.GrpcServer = await grpc_h2.start(settings, dataplane)
+            else:
+                grpc_server, _ = await grpc_api.start(settings, dataplane, tls)
             try:
                 yield
             finally:  # calls in flight finish within the grace period
@@ -159,6 +168,13 @@ async def _announce(settings: Settings, registry: ModelRegistry) -> None:
 
 
 def serve(settings: Settings, prefetch: Prefetch | None = None) -> int:
+    if settings.grpc_transport == "h2" and settings.grpc_port is not None:
+        try:
+            from modelfleet_runtime import grpc_h2  # noqa: F401
+        except ImportError as exc:
+            raise TransportUnavailableError(
+                f"--grpc-transport h2 needs uvicorn's HTTP/2: pip install 'modelfleet[h2]' ({exc})"
+            ) from None
     tls = TlsFiles.from_settings(settings)  # TlsError: the files cannot be used
     app, dataplane = build(settings, tls, prefetch)
     config = uvicorn.Config(

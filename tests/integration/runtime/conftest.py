@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
-from modelfleet_runtime import grpc_api
+from modelfleet_runtime import grpc_api, grpc_h2
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
 from tests.helpers import onnx_models
@@ -42,25 +42,36 @@ class Served:
     stub: Any  # pb_grpc.GRPCInferenceServiceStub (generated, untyped)
     dataplane: DataPlane
     metrics: Metrics
+    channel: grpc.aio.Channel
 
 
 Open = Callable[..., AbstractAsyncContextManager[Served]]
 
 
-@pytest.fixture
-def open_grpc(tmp_path: Path) -> Open:
+@pytest.fixture(params=["grpc", "h2"])
+def open_grpc(tmp_path: Path, request: pytest.FixtureRequest) -> Open:
+    """A gRPC server over a loaded data plane, on each transport (``--grpc-transport``)."""
+
     @asynccontextmanager
     async def open_(
         name: str, versions: dict[int, bytes], **settings: Any
     ) -> AsyncIterator[Served]:
         root = onnx_models.write_repository(tmp_path / name, versions)
         paths = {v: root / str(v) / "model.onnx" for v in versions}
-        _, dataplane, metrics = loaded_app(name, paths, grpc_port=0, **settings)
-        server, port = await grpc_api.start(dataplane.settings, dataplane)
+        transport = request.param
+        _, dataplane, metrics = loaded_app(
+            name, paths, grpc_port=0, grpc_transport=transport, **settings
+        )
+        server: grpc_api.GrpcServer
+        if transport == "h2":
+            server = await grpc_h2.start(dataplane.settings, dataplane)
+            port = server.port
+        else:
+            server, port = await grpc_api.start(dataplane.settings, dataplane)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
-                yield Served(stub, dataplane, metrics)
+                yield Served(stub, dataplane, metrics, channel)
         finally:
             await server.stop(None)
             await dataplane.aclose()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
@@ -160,15 +161,17 @@ def test_a_refused_model_uri_is_one_clear_line_not_a_traceback(tmp_path: Path) -
     assert "Traceback" not in done.stderr
 
 
-def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["grpc", "h2"])
+def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path, transport: str) -> None:
     """The process wiring: gRPC on its own port, the same model, in-flight gRPC calls finish
-    on SIGTERM, and the process still exits 0."""
+    on SIGTERM, and the process still exits 0; on both transports."""
     # ~1 s a request (0.13 s at the default steps): every request is still running when the
     # last one arrives, even on a loaded machine, so "N in flight" is reached for sure.
     repo = onnx_models.write_repository(tmp_path / "slow", {1: onnx_models.slow(steps=96)})
     port = free_port()
     args = ["--model-uri", str(repo), "--inference-threads", "4", "--grpc-port", str(port)]
     args += ["--grace-period", "240"]  # as above: the drain, not the machine's speed, is tested
+    args += ["--grpc-transport", transport]
     with serve_process(tmp_path, *args) as served:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -187,14 +190,15 @@ def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path) -> None:
         assert f"gRPC (Open Inference Protocol) listening on 127.0.0.1:{port}" in served.output()
 
 
-def test_a_taken_grpc_port_fails_the_start_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["grpc", "h2"])
+def test_a_taken_grpc_port_fails_the_start_and_says_so(tmp_path: Path, transport: str) -> None:
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         command = [sys.executable, "-m", "modelfleet_runtime.cli", "serve", "--port", "0"]
-        command += ["--grpc-port", str(port)]
+        command += ["--grpc-port", str(port), "--grpc-transport", transport]
         env = {**os.environ, "MODELFLEET_MODEL_DIR": str(tmp_path / "cache")}
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode != 0

@@ -1,0 +1,181 @@
+"""What the HTTP/2 transport (``grpc_h2``, ``--grpc-transport h2``) adds to the RPCs that
+``test_grpc.py`` runs on both transports: gRPC's own layer over HTTP/2 (framing, statuses,
+``grpc-timeout``, unknown methods, compression and non-gRPC requests refused) and the stream
+budget that ends connections before zttp's cap, without a failed call."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+import grpc
+import pytest
+from pydantic import ValidationError
+
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_runtime import grpc_h2
+from modelfleet_runtime.config import Settings
+from modelfleet_runtime.dataplane import DataPlane
+from modelfleet_runtime.grpc_api import InferenceServicer
+from tests.helpers import onnx_models
+from tests.integration.runtime.conftest import Open
+
+h2_only = pytest.mark.parametrize("open_grpc", ["h2"], indirect=True)
+
+
+def infer_request() -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="adder")
+    request.inputs.add(name="input0", datatype="FP32", shape=[1, 4])
+    request.inputs[0].contents.fp32_contents.extend([1, 2, 3, 4])
+    return request
+
+
+@h2_only
+async def test_connections_end_gracefully_after_their_stream_budget(
+    open_grpc: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a budget of 20 streams, 300 calls at 8 at a time on one channel use several
+    connections, and not one call fails."""
+    monkeypatch.setattr(grpc_h2.StreamBudgetProtocol, "budget", 20)
+    opened: list[object] = []
+    connection_made = grpc_h2.StreamBudgetProtocol.connection_made
+
+    def counting(self: Any, transport: Any) -> None:
+        opened.append(self)
+        connection_made(self, transport)
+
+    monkeypatch.setattr(grpc_h2.StreamBudgetProtocol, "connection_made", counting)
+    async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
+        request, failures = infer_request(), []
+
+        async def caller() -> None:
+            for _ in range(300 // 8):
+                try:
+                    reply = await served.stub.ModelInfer(request, timeout=30)
+                    assert reply.model_name == "adder"
+                except grpc.aio.AioRpcError as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(caller() for _ in range(8)))
+    assert failures == []
+    assert len(opened) >= 300 // 8 * 8 // 20 - 1  # a new connection about every 20 calls
+
+
+@h2_only
+async def test_an_unknown_method_is_unimplemented(open_grpc: Open) -> None:
+    async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
+        call: Any = served.channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await call(b"", timeout=10)
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "unknown method" in (failed.value.details() or "")
+
+
+@h2_only
+async def test_the_deadline_ends_the_work_on_the_server(
+    open_grpc: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call past its ``grpc-timeout`` is cancelled on the server too, not only abandoned by
+    the client."""
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    async def stuck(*_: Any) -> Any:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(DataPlane, "infer", stuck)
+    async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await served.stub.ModelInfer(infer_request(), timeout=0.5)
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert started.is_set()
+        await asyncio.wait_for(ended.wait(), 10)
+
+
+class Recorder:
+    """An ASGI ``send`` keeping the status, the body and the trailers."""
+
+    def __init__(self) -> None:
+        self.status, self.body = 0, b""
+        self.trailers: dict[bytes, bytes] = {}
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+        else:
+            self.trailers = dict(message["headers"])
+
+
+async def call_app(body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Recorder:
+    """``GrpcApp`` in-process on a ServerLive call (no model needed)."""
+    app = grpc_h2.GrpcApp(InferenceServicer(_Live(), None), max_message=1024)  # type: ignore[arg-type]
+    scope = {
+        "type": "http", "method": "POST", "path": "/inference.GRPCInferenceService/ServerLive",
+        "headers": headers if headers is not None else [(b"content-type", b"application/grpc")],
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    sent = Recorder()
+    await app(scope, receive, sent)
+    return sent
+
+
+class _Live:
+    """The one thing ServerLive asks of a data plane."""
+
+    settings = Settings(max_body_size=1024)
+
+    def live(self) -> bool:
+        return True
+
+
+def framed(message: bytes, compressed: int = 0) -> bytes:
+    return bytes([compressed]) + struct.pack(">I", len(message)) + message
+
+
+async def test_the_framing_and_its_refusals() -> None:
+    ok = await call_app(framed(pb.ServerLiveRequest().SerializeToString()))
+    assert ok.trailers[b"grpc-status"] == b"0"
+    assert pb.ServerLiveResponse.FromString(ok.body[5:]).live
+    compressed = await call_app(framed(b"", compressed=1))
+    assert compressed.trailers[b"grpc-status"] == b"12"  # UNIMPLEMENTED
+    two = await call_app(framed(b"") + framed(b""))
+    assert two.trailers[b"grpc-status"] == b"12"
+    large = await call_app(framed(b"\0" * 2000))
+    assert large.trailers[b"grpc-status"] == b"8"  # RESOURCE_EXHAUSTED
+    empty = await call_app(b"")
+    assert empty.trailers[b"grpc-status"] == b"13"  # INTERNAL
+    timeout = [(b"content-type", b"application/grpc"), (b"grpc-timeout", b"soon")]
+    malformed = await call_app(framed(b""), timeout)
+    assert malformed.trailers[b"grpc-status"] == b"13"
+    assert b"grpc-timeout" in malformed.trailers[b"grpc-message"]
+    not_grpc = await call_app(b"{}", [(b"content-type", b"application/json")])
+    assert (not_grpc.status, not_grpc.trailers) == (415, {})
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(b"100m", 0.1), (b"5S", 5.0), (b"2M", 120.0), (b"1H", 3600.0), (b"250u", 250e-6)],
+)
+def test_grpc_timeout_values(header: bytes, seconds: float) -> None:
+    assert grpc_h2.timeout_of(header) == pytest.approx(seconds)
+    assert grpc_h2.timeout_of(None) is None
+
+
+@pytest.mark.parametrize("header", [b"1X", b"S", b"-1S", b"123456789S", b"1.5S"])
+def test_malformed_grpc_timeouts_are_refused(header: bytes) -> None:
+    with pytest.raises(grpc_h2._Aborted, match="malformed grpc-timeout"):
+        grpc_h2.timeout_of(header)
+
+
+def test_the_h2_transport_refuses_tls_until_it_serves_it() -> None:
+    with pytest.raises(ValidationError, match="grpc_transport h2 serves no TLS yet"):
+        Settings(grpc_transport="h2", tls_cert_file="tls.crt", tls_key_file="tls.key")
