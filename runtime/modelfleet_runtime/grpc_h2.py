@@ -11,9 +11,12 @@ gRPC's thin layer over HTTP/2 only: the 5-byte message framing, ``grpc-status`` 
 ``grpc_api.InferenceServicer``'s, unchanged, through a context that carries the call's metadata
 and turns ``abort`` into the trailers.
 
-What the default transport has that this one does not yet: TLS (``--tls-*`` with this transport
-is refused at start), the handshake timeout and connection cap of ``grpc_api.connection_limits``
-and keepalive pings (idle connections are closed after ``GRPC_IDLE_MS``, as there), and
+As on grpc.aio, a call the client cancels is cancelled on the server (``_cancel_when_gone``),
+``grpc-timeout`` bounds the whole call, and the drain sends GOAWAY at once so clients move
+their new calls elsewhere while the calls in flight finish. What the default transport has that
+this one does not yet: TLS (``--tls-*`` with this transport is refused at start), the handshake
+timeout and connection cap of ``grpc_api.connection_limits``, keepalive pings, an idle timer
+that counts calls only (uvicorn's counts any frame, a client's PING too: ``GRPC_IDLE_MS``), and
 compressed messages (refused with UNIMPLEMENTED; clients send uncompressed unless asked).
 
 zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM once it has opened 4,096 streams,
@@ -24,9 +27,10 @@ connection gracefully before that, as a gRPC server with a maximum connection ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
 import logging
 import math
+import re
 import socket
 import struct
 from collections.abc import Mapping
@@ -53,6 +57,7 @@ REQUESTS: dict[str, type[Message]] = {
 }
 STREAM_BUDGET = 3584
 """Streams a connection takes before it is ended gracefully (zttp's cap is 4,096)."""
+_TIMEOUT = re.compile(rb"[0-9]{1,8}[HMSmun]")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _GRPC = [(b"content-type", b"application/grpc")]
 
@@ -68,10 +73,10 @@ class _Aborted(Exception):
 class _Context:
     """What ``InferenceServicer`` reads of a grpc.aio context: the metadata, and ``abort``."""
 
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
         self._metadata = metadata
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._metadata
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
@@ -79,13 +84,13 @@ class _Context:
 
 
 def timeout_of(value: bytes | None) -> float | None:
-    """Seconds of a ``grpc-timeout`` header (``100m``, ``5S``...); None when absent."""
+    """Seconds of a ``grpc-timeout`` header (``100m``, ``5S``: at most 8 digits, then the
+    unit); None when absent."""
     if not value:
         return None
-    text = value.decode("latin-1")
-    if len(text) < 2 or len(text) > 9 or not text[:-1].isdigit() or text[-1] not in _UNITS:
-        raise _Aborted(grpc.StatusCode.INTERNAL, f"malformed grpc-timeout {text!r}")
-    return int(text[:-1]) * _UNITS[text[-1]]
+    if _TIMEOUT.fullmatch(value) is None:
+        raise _Aborted(grpc.StatusCode.INTERNAL, f"malformed grpc-timeout {value!r}")
+    return int(value[:-1]) * _UNITS[chr(value[-1])]
 
 
 class GrpcApp:
@@ -106,48 +111,96 @@ class GrpcApp:
             await send({"type": "http.response.start", "status": 415, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
+        gone = False
         try:
             if request_type is None:
                 raise _Aborted(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {path}")
-            deadline = timeout_of(headers.get(b"grpc-timeout"))
-            message = request_type.FromString(await self._message(receive))
-            pairs = scope["headers"]  # repeated entries kept, as grpc.aio gives them
-            metadata = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs)
             method = getattr(self.servicer, path[len(SERVICE) :])
-            async with asyncio.timeout(deadline):
-                reply = await method(message, _Context(metadata))
+            async with asyncio.timeout(timeout_of(headers.get(b"grpc-timeout"))):
+                message = request_type.FromString(await self._message(receive))
+                watch = asyncio.ensure_future(_cancel_when_gone(receive, asyncio.current_task()))
+                try:
+                    reply = await method(message, _Context(metadata_of(scope["headers"])))
+                except asyncio.CancelledError:
+                    gone = watch.done() and watch.result()
+                    if not gone:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                finally:
+                    watch.cancel()
         except _Aborted as exc:
             await _answer(send, b"", exc.code, exc.details)
         except TimeoutError:
             await _answer(send, b"", grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         except DecodeError:
             await _answer(send, b"", grpc.StatusCode.INTERNAL, "cannot parse the request message")
+        except asyncio.CancelledError:  # the server's drain ran out of time: say so, then stop
+            await _answer(send, b"", grpc.StatusCode.UNAVAILABLE, "server shutting down")
+            raise
         else:
-            data = reply.SerializeToString()
-            await _answer(send, b"\0" + struct.pack(">I", len(data)) + data, grpc.StatusCode.OK)
+            if not gone:  # a client that reset the stream gets no answer
+                data = reply.SerializeToString()
+                frame = b"\0" + struct.pack(">I", len(data)) + data
+                await _answer(send, frame, grpc.StatusCode.OK)
 
     async def _message(self, receive: Any) -> bytes:
-        """The call's one message, past its 5-byte prefix; bounded before it is buffered."""
-        body, more = b"", True
+        """The call's one message, past its 5-byte prefix; bounded as it arrives."""
+        chunks: list[bytes] = []
+        size, more = 0, True
         while more:
             event = await receive()
             if event["type"] == "http.disconnect":
                 raise _Aborted(grpc.StatusCode.CANCELLED, "client went away")
-            body += event.get("body", b"")
+            chunk = event.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
             more = event.get("more_body", False)
-            if len(body) > self.max_message + 5:
+            if size > self.max_message + 5:
                 raise _Aborted(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"message larger than the limit of {self.max_message} bytes",
                 )
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(body) < 5:
             raise _Aborted(grpc.StatusCode.INTERNAL, "request has no message")
         compressed, length = body[0], struct.unpack(">I", body[1:5])[0]
         if compressed:
             raise _Aborted(grpc.StatusCode.UNIMPLEMENTED, "compressed messages are not supported")
-        if length != len(body) - 5:
-            raise _Aborted(grpc.StatusCode.UNIMPLEMENTED, "one message per call: unary RPCs only")
+        if length > len(body) - 5:
+            raise _Aborted(grpc.StatusCode.INTERNAL, "request message cut short")
+        if length < len(body) - 5:
+            raise _Aborted(grpc.StatusCode.INTERNAL, "more than one message: unary RPCs only")
         return body[5:]
+
+
+async def _cancel_when_gone(receive: Any, task: asyncio.Task[Any] | None) -> bool:
+    """Cancel ``task`` if the client resets the stream before the answer (as grpc.aio cancels
+    a handler whose call the client cancelled); True then. The body is read by now, so the
+    next ``receive`` returns only when the stream goes away."""
+    if (await receive())["type"] != "http.disconnect" or task is None:
+        return False
+    task.cancel()
+    return True
+
+
+_RESERVED = frozenset(
+    {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
+)
+
+
+def metadata_of(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str | bytes], ...]:
+    """A call's metadata as grpc.aio gives it: repeated entries kept, gRPC's own headers left
+    out, ``-bin`` values base64-decoded."""
+    pairs: list[tuple[str, str | bytes]] = []
+    for raw_key, raw_value in headers:
+        key = raw_key.decode("latin-1")
+        if key in _RESERVED:
+            continue
+        if key.endswith("-bin"):
+            pairs.append((key, base64.b64decode(raw_value + b"=" * (-len(raw_value) % 4))))
+        else:
+            pairs.append((key, raw_value.decode("latin-1")))
+    return tuple(pairs)
 
 
 async def _answer(send: Any, body: bytes, code: grpc.StatusCode, message: str = "") -> None:
@@ -171,6 +224,7 @@ class StreamBudgetProtocol(ZttpH2Protocol):
     LINGER = 5.0
     _last: int | None = None
     _linger: asyncio.TimerHandle | None = None
+    _closing = False
 
     def handle_request(self, event: Any) -> None:
         if self._last is not None and event.stream_id > self._last:
@@ -184,8 +238,19 @@ class StreamBudgetProtocol(ZttpH2Protocol):
             self.shutdown_requested = True
             self.flush()
 
+    def shutdown(self) -> None:
+        """The server's drain: GOAWAY naming the last stream taken at once (uvicorn sends it
+        only once the connection is idle, answering new streams 503 meanwhile), so clients
+        move their new calls elsewhere while these finish."""
+        self._closing = True
+        if self.cycles and self._last is None:
+            self._last = max(self.cycles)
+            self.conn.close(0, self._last)
+            self.flush()
+        super().shutdown()
+
     def _close_connection(self) -> None:
-        if self._last is None or self.transport.is_closing():
+        if self._last is None or self._closing or self.transport.is_closing():
             super()._close_connection()
             return
         self.flush()
@@ -205,8 +270,7 @@ class H2Server:
         """Stop accepting, let the calls in flight finish within ``grace`` seconds (None: end
         them now, as grpc.aio's ``stop(None)``)."""
         self.server.config.timeout_graceful_shutdown = math.ceil(grace or 0)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.server.shutdown(sockets=[self.listening])
+        await self.server.shutdown(sockets=[self.listening])
 
 
 async def start(settings: Settings, dataplane: DataPlane) -> H2Server:
@@ -227,8 +291,11 @@ async def start(settings: Settings, dataplane: DataPlane) -> H2Server:
     )
     config.load()
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    dualstack = settings.host == "::" and socket.has_dualstack_ipv6()  # as grpc's [::]
     try:
-        listening = socket.create_server((settings.host, config.port), family=family)
+        listening = socket.create_server(
+            (settings.host, config.port), family=family, dualstack_ipv6=dualstack
+        )
     except OSError:
         raise OSError(
             f"cannot listen for gRPC on {settings.host}:{settings.grpc_port} (in use?); set "

@@ -96,6 +96,41 @@ async def test_the_deadline_ends_the_work_on_the_server(
         await asyncio.wait_for(ended.wait(), 10)
 
 
+@h2_only
+async def test_a_call_the_client_cancels_is_cancelled_on_the_server(
+    open_grpc: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No deadline: the client's cancel (RST_STREAM) alone ends the work, as on grpc.aio."""
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    async def stuck(*_: Any) -> Any:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(DataPlane, "infer", stuck)
+    async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
+        call = served.stub.ModelInfer(infer_request())
+        await asyncio.wait_for(started.wait(), 10)
+        call.cancel()
+        await asyncio.wait_for(ended.wait(), 10)
+        assert served.dataplane.in_flight == 0
+
+
+def test_metadata_as_grpc_aio_gives_it() -> None:
+    headers = [
+        (b"content-type", b"application/grpc"), (b"te", b"trailers"), (b"grpc-timeout", b"1S"),
+        (b"traceparent", b"a"), (b"traceparent", b"b"), (b"trace-bin", b"AAE"),
+    ]  # fmt: skip
+    assert grpc_h2.metadata_of(headers) == (
+        ("traceparent", "a"),
+        ("traceparent", "b"),
+        ("trace-bin", b"\0\1"),
+    )
+
+
 class Recorder:
     """An ASGI ``send`` keeping the status, the body and the trailers."""
 
@@ -112,16 +147,22 @@ class Recorder:
             self.trailers = dict(message["headers"])
 
 
-async def call_app(body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Recorder:
-    """``GrpcApp`` in-process on a ServerLive call (no model needed)."""
+async def call_app(
+    body: bytes, headers: list[tuple[bytes, bytes]] | None = None, chunk: int = 0
+) -> Recorder:
+    """``GrpcApp`` in-process on a ServerLive call (no model needed); the body in ``chunk``-byte
+    pieces, or whole."""
     app = grpc_h2.GrpcApp(InferenceServicer(_Live(), None), max_message=1024)  # type: ignore[arg-type]
     scope = {
         "type": "http", "method": "POST", "path": "/inference.GRPCInferenceService/ServerLive",
         "headers": headers if headers is not None else [(b"content-type", b"application/grpc")],
     }  # fmt: skip
 
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] if chunk else [body]
+
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
+        piece = pieces.pop(0)
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
 
     sent = Recorder()
     await app(scope, receive, sent)
@@ -148,7 +189,14 @@ async def test_the_framing_and_its_refusals() -> None:
     compressed = await call_app(framed(b"", compressed=1))
     assert compressed.trailers[b"grpc-status"] == b"12"  # UNIMPLEMENTED
     two = await call_app(framed(b"") + framed(b""))
-    assert two.trailers[b"grpc-status"] == b"12"
+    assert two.trailers[b"grpc-status"] == b"13"  # INTERNAL, as grpc-java answers it
+    cut = await call_app(framed(b"\0" * 10)[:-3])
+    assert (cut.trailers[b"grpc-status"], cut.trailers[b"grpc-message"]) == (
+        b"13",
+        b"request message cut short",
+    )
+    chunked = await call_app(framed(pb.ServerLiveRequest().SerializeToString()), chunk=1)
+    assert chunked.trailers[b"grpc-status"] == b"0"
     large = await call_app(framed(b"\0" * 2000))
     assert large.trailers[b"grpc-status"] == b"8"  # RESOURCE_EXHAUSTED
     empty = await call_app(b"")
@@ -163,14 +211,23 @@ async def test_the_framing_and_its_refusals() -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(b"100m", 0.1), (b"5S", 5.0), (b"2M", 120.0), (b"1H", 3600.0), (b"250u", 250e-6)],
+    [
+        (b"100m", 0.1),
+        (b"5S", 5.0),
+        (b"2M", 120.0),
+        (b"1H", 3600.0),
+        (b"250u", 250e-6),
+        (b"12345678n", 0.012345678),
+    ],
 )
 def test_grpc_timeout_values(header: bytes, seconds: float) -> None:
     assert grpc_h2.timeout_of(header) == pytest.approx(seconds)
     assert grpc_h2.timeout_of(None) is None
 
 
-@pytest.mark.parametrize("header", [b"1X", b"S", b"-1S", b"123456789S", b"1.5S"])
+@pytest.mark.parametrize(
+    "header", [b"1X", b"S", b"-1S", b"123456789S", b"1.5S", "²S".encode("latin-1")]
+)
 def test_malformed_grpc_timeouts_are_refused(header: bytes) -> None:
     with pytest.raises(grpc_h2._Aborted, match="malformed grpc-timeout"):
         grpc_h2.timeout_of(header)
