@@ -63,14 +63,22 @@ class _NotHere(Exception):
     """This body is for the orjson path."""
 
 
+_DECLINED = (_NotHere, ValueError, TypeError, RuntimeError, KeyError, IndexError, RecursionError)
+"""What reading a body in the lane may raise: each sends it to the orjson path."""
+
+
+def _eligible(body: bytes) -> bool:
+    return len(body) >= MIN_BODY and b"\\" not in body
+
+
 def parse(body: bytes, max_depth: int) -> dict[str, Any] | None:
     """The request document with each ``data`` as ``Numbers``, or None for the orjson path."""
-    if len(body) < MIN_BODY or b"\\" in body:
+    if not _eligible(body):
         return None
     try:
         document = _parse(body)
         request, arrays, depth = _request(document)
-    except (_NotHere, ValueError, TypeError, RuntimeError, KeyError, IndexError, RecursionError):
+    except _DECLINED:
         return None
     if arrays != _brackets(body) or depth > max_depth:
         return None
@@ -84,7 +92,7 @@ def parse_columns(
     ``{"inputs": array}`` and nothing else: the key, and the array numpy would make of the
     value (float64 or int64, shaped as its nesting), under the same rules as ``parse``; None
     for the orjson path (anything else, and an empty array, whose error that path words)."""
-    if len(body) < MIN_BODY or b"\\" in body:
+    if not _eligible(body):
         return None
     try:
         document = _parse(body)
@@ -92,7 +100,7 @@ def parse_columns(
         if len(keys) != 1 or keys[0] not in ("instances", "inputs"):
             return None
         numbers = _numbers(document[keys[0]], datatype)
-    except (_NotHere, ValueError, TypeError, RuntimeError, KeyError, IndexError, RecursionError):
+    except _DECLINED:
         return None
     if numbers.arrays != _brackets(body) or numbers.depth + 1 > max_depth or not numbers.array.size:
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -72,12 +72,9 @@ async def test_an_unknown_method_is_unimplemented(open_grpc: Open) -> None:
     assert "unknown method" in (failed.value.details() or "")
 
 
-@h2_only
-async def test_the_deadline_ends_the_work_on_the_server(
-    open_grpc: Open, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A call past its ``grpc-timeout`` is cancelled on the server too, not only abandoned by
-    the client."""
+@pytest.fixture
+def stuck_infer(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """``DataPlane.infer`` never returning: events set when it starts and when it is ended."""
     started, ended = asyncio.Event(), asyncio.Event()
 
     async def stuck(*_: Any) -> Any:
@@ -88,6 +85,16 @@ async def test_the_deadline_ends_the_work_on_the_server(
             ended.set()
 
     monkeypatch.setattr(DataPlane, "infer", stuck)
+    return started, ended
+
+
+@h2_only
+async def test_the_deadline_ends_the_work_on_the_server(
+    open_grpc: Open, stuck_infer: tuple[asyncio.Event, asyncio.Event]
+) -> None:
+    """A call past its ``grpc-timeout`` is cancelled on the server too, not only abandoned by
+    the client."""
+    started, ended = stuck_infer
     async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await served.stub.ModelInfer(infer_request(), timeout=0.5)
@@ -98,19 +105,10 @@ async def test_the_deadline_ends_the_work_on_the_server(
 
 @h2_only
 async def test_a_call_the_client_cancels_is_cancelled_on_the_server(
-    open_grpc: Open, monkeypatch: pytest.MonkeyPatch
+    open_grpc: Open, stuck_infer: tuple[asyncio.Event, asyncio.Event]
 ) -> None:
     """No deadline: the client's cancel (RST_STREAM) alone ends the work, as on grpc.aio."""
-    started, ended = asyncio.Event(), asyncio.Event()
-
-    async def stuck(*_: Any) -> Any:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            ended.set()
-
-    monkeypatch.setattr(DataPlane, "infer", stuck)
+    started, ended = stuck_infer
     async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
         call = served.stub.ModelInfer(infer_request())
         await asyncio.wait_for(started.wait(), 10)
@@ -152,7 +150,8 @@ async def call_app(
 ) -> Recorder:
     """``GrpcApp`` in-process on a ServerLive call (no model needed); the body in ``chunk``-byte
     pieces, or whole."""
-    app = grpc_h2.GrpcApp(InferenceServicer(_Live(), None), max_message=1024)  # type: ignore[arg-type]
+    live = cast(DataPlane, _Live())  # ServerLive asks nothing else of a data plane
+    app = grpc_h2.GrpcApp(InferenceServicer(live, None), max_message=1024)
     scope = {
         "type": "http", "method": "POST", "path": "/inference.GRPCInferenceService/ServerLive",
         "headers": headers if headers is not None else [(b"content-type", b"application/grpc")],
