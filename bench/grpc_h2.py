@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--grpcio-calls", type=int, default=20_000, help="0: none")
     parser.add_argument(
         "--ours", action="store_true",
-        help="also ours on grpc.aio, ours on uvicorn's HTTP/2 (servers/grpc_h2_ours.py) and KServe",
+        help="also ours on grpc.aio, ours on uvicorn's HTTP/2 (servers/grpc_h2_ours.py, and "
+        "--grpc-transport h2) and KServe",
     )  # fmt: skip
     args = parser.parse_args()
     ghz = require_ghz(WORK)
@@ -77,10 +78,14 @@ def main() -> None:
         servers["ours h2"] = launch.start_floor(
             WORK, "ours h2", model.name, model.path, 18340, "grpc_h2_ours.py", "h2ours"
         )
+        servers["ours h2 product"] = launch.start_ours(
+            WORK, "ours h2 product", model.name, model.path, 18360, "--grpc-transport", "h2"
+        )
         servers["kserve"] = launch.start_kserve(
             WORK, "kserve", model.name, model.path, 18350, grpc=True
         )
         addresses |= {"ours": "127.0.0.1:18331", "ours h2": "127.0.0.1:18340",
+                      "ours h2 product": "127.0.0.1:18361",
                       "kserve": "127.0.0.1:18351"}  # fmt: skip
     cpu: dict[tuple[str, int], list[float]] = {}
     rps: dict[tuple[str, int], list[float]] = {}

@@ -166,8 +166,8 @@ class Settings(BaseSettings):
     """gRPC port of the Open Inference Protocol (same host; 0: any free port; null: off)."""
 
     grpc_transport: Literal["grpc", "h2"] = "grpc"
-    """What serves the gRPC port: grpcio's server, or (h2, opt-in, no TLS yet) uvicorn's own
-    HTTP/2, about 2x the calls per CPU second (pip install 'modelfleet[h2]')."""
+    """What serves the gRPC port: grpcio's server, or (h2, opt-in) uvicorn's own HTTP/2, about
+    2x the calls per CPU second (pip install 'modelfleet[h2]')."""
 
     max_body_size: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body in bytes (as Triton); larger ones get 413."""
@@ -319,8 +319,6 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
-        if self.grpc_transport == "h2" and self.tls_cert_file is not None:
-            raise ValueError("grpc_transport h2 serves no TLS yet: use the default transport")
         return self
 
     @property

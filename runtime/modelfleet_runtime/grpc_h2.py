@@ -13,11 +13,13 @@ and turns ``abort`` into the trailers.
 
 As on grpc.aio, a call the client cancels is cancelled on the server (``_Call``),
 ``grpc-timeout`` bounds the whole call, and the drain sends GOAWAY at once so clients move
-their new calls elsewhere while the calls in flight finish. What the default transport has that
-this one does not yet: TLS (``--tls-*`` with this transport is refused at start), the handshake
-timeout and connection cap of ``grpc_api.connection_limits``, keepalive pings, an idle timer
-that counts calls only (uvicorn's counts any frame, a client's PING too: ``GRPC_IDLE_MS``), and
-compressed messages (refused with UNIMPLEMENTED; clients send uncompressed unless asked).
+their new calls elsewhere while the calls in flight finish. With ``--tls-*`` the port is TLS
+only, through ``tls_server``'s listener (rotation and the handshake timeout as on the HTTPS
+port). What the default transport has that this one does not yet: the connection cap of
+``grpc_api.connection_limits`` (and, without TLS, its handshake timeout), keepalive pings, an
+idle timer that counts calls only (uvicorn's counts any frame, a client's PING too:
+``GRPC_IDLE_MS``), and compressed messages (refused with UNIMPLEMENTED; clients send
+uncompressed unless asked).
 
 zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM once it has opened 4,096 streams,
 failing the calls in flight, and has no setting for it; ``StreamBudgetProtocol`` ends each
@@ -34,6 +36,7 @@ import re
 import socket
 import struct
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -43,10 +46,12 @@ from google.protobuf.message import DecodeError, Message
 from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 
 from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_runtime import tls_server
 from modelfleet_runtime.auth import token_source
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.grpc_api import GRPC_IDLE_MS, InferenceServicer
+from modelfleet_runtime.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +314,10 @@ class H2Server:
         await self.server.shutdown(sockets=[self.listening])
 
 
-async def start(settings: Settings, dataplane: DataPlane) -> H2Server:
-    """Serve gRPC on ``settings.grpc_port`` (0: a free one) over uvicorn's HTTP/2."""
+async def start(settings: Settings, dataplane: DataPlane, tls: TlsFiles | None = None) -> H2Server:
+    """Serve gRPC on ``settings.grpc_port`` (0: a free one) over uvicorn's HTTP/2; with
+    ``tls``, over TLS only (``tls_server``'s listener, as on the HTTPS port: each new
+    connection takes the certificate current at that moment, ALPN ``h2``)."""
     servicer = InferenceServicer(dataplane, token_source(settings))
     config = uvicorn.Config(
         GrpcApp(servicer, settings.max_body_size),
@@ -339,8 +346,17 @@ async def start(settings: Settings, dataplane: DataPlane) -> H2Server:
         ) from None
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)  # as Server.serve sets it: off
-    await server.startup(sockets=[listening])
+    if tls is None:
+        await server.startup(sockets=[listening])
+    else:  # uvicorn's startup, with our listener for its own (its shutdown closes it)
+        protocol = partial(StreamBudgetProtocol, config=config,
+                           server_state=server.server_state, app_state={})  # fmt: skip
+        listener = tls_server.TlsListener(
+            [listening], protocol, lambda: tls.h2_context, settings.tls_handshake_timeout, "gRPC"
+        )
+        server.servers = [listener]  # type: ignore[list-item]  # uvicorn calls close, wait_closed
+        server.started = True
     started = H2Server(server, listening)
-    log.info("gRPC (Open Inference Protocol) listening on %s:%d (HTTP/2 by uvicorn)",
-             settings.host, started.port)  # fmt: skip
+    log.info("gRPC (Open Inference Protocol) listening on %s:%d (HTTP/2 by uvicorn%s)",
+             settings.host, started.port, ", TLS only" if tls else "")  # fmt: skip
     return started

@@ -86,7 +86,10 @@ class DrainingServer(uvicorn.Server):
             server_state=self.server_state,
             app_state=self.lifespan.state,
         )
-        listener = tls_server.TlsListener(listening, protocol, self.tls, self.handshake_timeout)
+        tls = self.tls
+        listener = tls_server.TlsListener(
+            listening, protocol, lambda: tls.context, self.handshake_timeout
+        )
         self.servers = [listener]  # type: ignore[list-item]  # uvicorn calls close, wait_closed
         host, port = listening[0].getsockname()[:2]
         log.info("HTTPS (TLS only) listening on %s:%d", host, port)
@@ -123,7 +126,7 @@ def build(
             if settings.grpc_transport == "h2":
                 from modelfleet_runtime import grpc_h2  # zttp: the 'h2' extra, opt-in
 
-                grpc_server: grpc_api.GrpcServer = await grpc_h2.start(settings, dataplane)
+                grpc_server: grpc_api.GrpcServer = await grpc_h2.start(settings, dataplane, tls)
             else:
                 grpc_server, _ = await grpc_api.start(settings, dataplane, tls)
             try:

@@ -4,7 +4,9 @@ re-read when they change on disk, with no restart and no failed request.
 ``server.serve`` builds one ``TlsFiles`` from the settings (files that cannot be loaded fail
 the start, with the reason); ``tls_server`` takes ``TlsFiles.context`` for each new HTTPS
 connection; ``grpc_api`` serves ``grpc_credentials(files)``, whose fetcher gRPC calls on each
-new connection. ``watch()`` runs with the app's services and polls the files once a second.
+new connection; ``grpc_h2`` (the opt-in transport) takes ``TlsFiles.h2_context``, the same
+certificate with ALPN ``h2``. ``watch()`` runs with the app's services and polls the files once
+a second.
 
 A change builds a NEW ``ssl.SSLContext`` (and a new gRPC certificate configuration) that new
 connections take; open connections keep the one they were made with, so nothing in flight
@@ -24,7 +26,8 @@ Hand-written polling rather than a watcher library (``watchfiles`` is installed)
 system (a symlink swap, an in-place write, NFS), as ``auth.TokenSource`` does for tokens.
 
 The context: TLS 1.2 or newer, Python's server defaults (no compression, server cipher
-order, ECDHE), no renegotiation, ALPN ``http/1.1``; with a client CA, a certificate signed by
+order, ECDHE), no renegotiation, ALPN ``http/1.1`` (``h2`` for gRPC on uvicorn's HTTP/2: gRPC
+clients refuse a server that does not select it); with a client CA, a certificate signed by
 it is required, and no other CA (the system's are not loaded) can vouch for a client.
 """
 
@@ -129,6 +132,8 @@ def _element(der: bytes, pos: int) -> tuple[int, int, int]:
 class Loaded:
     material: Material
     context: ssl.SSLContext
+    h2_context: ssl.SSLContext
+    """The same certificate, key and client CA, offering ALPN ``h2`` (gRPC)."""
     not_after: float | None
     """When the certificate expires (POSIX seconds), read once at load; None if unreadable."""
 
@@ -143,36 +148,47 @@ def _encrypted_key() -> bytes:
     raise TlsError("the private key is encrypted; give an unencrypted one")
 
 
-def new_context() -> ssl.SSLContext:
+def new_context(alpn: str = "http/1.1") -> ssl.SSLContext:
     """A server context with the defaults above, before any certificate is loaded."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols([alpn])
     return context
 
 
 def _load(cert: Path, key: Path, client_ca: Path | None) -> Loaded:
     before = _read(cert, key, client_ca)
-    context = new_context()
+    context, h2_context = (
+        _context(before, cert, key, client_ca, alpn) for alpn in ("http/1.1", "h2")
+    )
+    if _read(cert, key, client_ca) != before:
+        raise TlsError("the files changed while they were loaded")
+    before.fingerprint()  # fails on a certificate file that OpenSSL took but is not PEM
+    return Loaded(before, context, h2_context, before.not_after())
+
+
+def _context(
+    material: Material, cert: Path, key: Path, client_ca: Path | None, alpn: str
+) -> ssl.SSLContext:
+    """A context holding the files (the certificate and key as OpenSSL reads them, the client
+    CA from ``material``'s bytes)."""
+    context = new_context(alpn)
     try:  # a refusing password callback: without one, OpenSSL would prompt on the terminal
         context.load_cert_chain(cert, key, password=_encrypted_key)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise TlsError(f"the private key {key} does not match the certificate {cert}") from None
         raise TlsError(f"{cert} and {key} are not a PEM certificate and its key: {exc}") from None
-    if before.client_ca is not None:
+    if material.client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         try:
-            context.load_verify_locations(cadata=before.client_ca.decode("ascii"))
+            context.load_verify_locations(cadata=material.client_ca.decode("ascii"))
         except (ssl.SSLError, ValueError) as exc:  # ValueError: empty, or not ASCII
             raise TlsError(
                 f"the client CA file {client_ca} holds no PEM certificate: {exc}"
             ) from None
-    if _read(cert, key, client_ca) != before:
-        raise TlsError("the files changed while they were loaded")
-    before.fingerprint()  # fails on a certificate file that OpenSSL took but is not PEM
-    return Loaded(before, context, before.not_after())
+    return context
 
 
 def _reason(exc: OSError | TlsError) -> str:
@@ -205,6 +221,11 @@ class TlsFiles:
     def context(self) -> ssl.SSLContext:
         """The context a new HTTPS connection uses."""
         return self.current.context
+
+    @property
+    def h2_context(self) -> ssl.SSLContext:
+        """The context a new gRPC connection uses on the h2 transport."""
+        return self.current.h2_context
 
     def _stat(self) -> tuple[tuple[int, int, int, int], ...] | None:
         try:

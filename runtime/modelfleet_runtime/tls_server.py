@@ -2,6 +2,8 @@
 
 ``server.DrainingServer.startup`` starts a ``TlsListener`` in place of uvicorn's listener when
 TLS is on; uvicorn's shutdown closes it as it closes its own (``close``, ``wait_closed``).
+``grpc_h2`` does the same on the gRPC port with uvicorn's HTTP/2 protocol and
+``TlsFiles.h2_context``.
 
 Hand-written because ``loop.create_server(ssl=context)`` (what uvicorn calls) fixes one
 context for the server's life and answers a plain HTTP request with a failed handshake,
@@ -30,8 +32,6 @@ import socket
 import ssl
 from collections.abc import Callable
 from typing import cast
-
-from modelfleet_runtime.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +101,19 @@ async def _first_byte(sock: socket.socket) -> bytes:
 
 
 class TlsListener:
-    """Accepts on ``sockets`` and hands each connection to ``protocol`` over TLS."""
+    """Accepts on ``sockets`` and hands each connection to ``protocol`` over TLS, with the
+    context ``context()`` gives at that moment; ``port`` names the port in log lines."""
 
     def __init__(
         self,
         sockets: list[socket.socket],
         protocol: Callable[[], asyncio.Protocol],
-        files: TlsFiles,
+        context: Callable[[], ssl.SSLContext],
         handshake_timeout: float,
+        port: str = "HTTPS",
     ) -> None:
-        self.sockets, self.protocol, self.files = sockets, protocol, files
-        self.handshake_timeout = handshake_timeout
+        self.sockets, self.protocol, self.context = sockets, protocol, context
+        self.handshake_timeout, self.port = handshake_timeout, port
         self._accepting = [asyncio.ensure_future(self._accept(sock)) for sock in sockets]
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -123,7 +125,7 @@ class TlsListener:
                 sock, _ = await loop.sock_accept(listening)
             except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: the next try may succeed
                 if not failing:  # once per run of failures, not ten lines a second
-                    log.warning("accept failed on the HTTPS port (retrying): %s", exc)
+                    log.warning("accept failed on the %s port (retrying): %s", self.port, exc)
                 failing = True
                 await asyncio.sleep(ACCEPT_RETRY)
                 continue
@@ -154,7 +156,7 @@ class TlsListener:
             await loop.connect_accepted_socket(
                 self.protocol,
                 sock,
-                ssl=self.files.context,
+                ssl=self.context(),
                 ssl_handshake_timeout=max(deadline - loop.time(), 0.001),
             )
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:

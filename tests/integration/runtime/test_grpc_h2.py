@@ -11,7 +11,6 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from pydantic import ValidationError
 
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_runtime import grpc_h2
@@ -230,8 +229,3 @@ def test_grpc_timeout_values(header: bytes, seconds: float) -> None:
 def test_malformed_grpc_timeouts_are_refused(header: bytes) -> None:
     with pytest.raises(grpc_h2._Aborted, match="malformed grpc-timeout"):
         grpc_h2.timeout_of(header)
-
-
-def test_the_h2_transport_refuses_tls_until_it_serves_it() -> None:
-    with pytest.raises(ValidationError, match="grpc_transport h2 serves no TLS yet"):
-        Settings(grpc_transport="h2", tls_cert_file="tls.crt", tls_key_file="tls.key")

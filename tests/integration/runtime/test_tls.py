@@ -93,21 +93,34 @@ def serve_tls(
         yield TlsServer(served, grpc_port)
 
 
-@pytest.fixture(scope="module")
-def https(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsServer]:
+TRANSPORTS = ["grpc", "h2"]
+"""What serves the gRPC port (``--grpc-transport``): both take the same files, the same way."""
+
+
+def transport_args(transport: str) -> list[str]:
+    return ["--grpc-transport", transport]
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def https(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, request: pytest.FixtureRequest
+) -> Iterator[TlsServer]:
     """TLS on both ports, no client certificates asked for."""
     folder = tmp_path_factory.mktemp("https")
-    with serve_tls(folder, pki.server.cert, pki.server.key, trusting(pki.a)) as server:
+    args = transport_args(request.param)
+    with serve_tls(folder, pki.server.cert, pki.server.key, trusting(pki.a), *args) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
-def mutual(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsServer]:
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def mutual(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, request: pytest.FixtureRequest
+) -> Iterator[TlsServer]:
     """Mutual TLS: clients must show a certificate signed by CA A."""
     folder = tmp_path_factory.mktemp("mutual")
     trust = trusting(pki.a, cert=pki.client)
-    ca = ["--tls-client-ca-file", str(pki.a.cert)]
-    with serve_tls(folder, pki.server.cert, pki.server.key, trust, *ca) as server:
+    args = ["--tls-client-ca-file", str(pki.a.cert), *transport_args(request.param)]
+    with serve_tls(folder, pki.server.cert, pki.server.key, trust, *args) as server:
         yield server
 
 
@@ -160,12 +173,17 @@ def test_the_generated_stub_over_tls(https: TlsServer, pki: Pki) -> None:
         "iris",
         ["label", "probabilities"],
     )
-    # A server certificate from another CA is refused by the client, as it should be.
-    with grpc.secure_channel(target, grpc_credentials(pki.b)) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
-        with pytest.raises(grpc.RpcError) as refused:
-            stub.ServerLive(pb.ServerLiveRequest(), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    # A server certificate from another CA is refused by the client, as it should be, and a
+    # plaintext client is not answered.
+    for channel in (
+        grpc.secure_channel(target, grpc_credentials(pki.b)),
+        grpc.insecure_channel(target),
+    ):
+        with channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ServerLive(pb.ServerLiveRequest(), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_tritonclient_over_https_and_grpc_with_mutual_tls(mutual: TlsServer, pki: Pki) -> None:
@@ -293,9 +311,12 @@ def _closed_by_server(port: int, send: bytes) -> bool:
             return True
 
 
-def test_stalled_handshakes_are_closed_after_the_timeout(tmp_path: Path, pki: Pki) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stalled_handshakes_are_closed_after_the_timeout(
+    tmp_path: Path, pki: Pki, transport: str
+) -> None:
     trust = trusting(pki.a)
-    args = ("--tls-handshake-timeout", "1")
+    args = ("--tls-handshake-timeout", "1", *transport_args(transport))
     with serve_tls(tmp_path, pki.server.cert, pki.server.key, trust, *args) as server:
         # silent from the start; or the first bytes of a TLS record and then nothing
         for send in (b"", b"\x16\x03\x01\x00"):

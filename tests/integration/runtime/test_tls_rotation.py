@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 from cryptography import x509
 
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
@@ -30,6 +31,7 @@ from tests.helpers.tls import Issued, publish
 from tests.helpers.waiting import wait_until
 from tests.integration.runtime.test_tls import (
     INFER_JSON,
+    TRANSPORTS,
     Pki,
     TlsServer,
     grpc_credentials,
@@ -37,6 +39,7 @@ from tests.integration.runtime.test_tls import (
     pki,
     serve_tls,
     served_serial,
+    transport_args,
     trusting,
 )
 
@@ -130,12 +133,15 @@ def _pair(issued: Issued) -> dict[str, bytes]:
     return {"tls.crt": issued.cert.read_bytes(), "tls.key": issued.key.read_bytes()}
 
 
-def test_certificates_rotate_under_load_with_no_failed_request(tmp_path: Path, pki: Pki) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_certificates_rotate_under_load_with_no_failed_request(
+    tmp_path: Path, pki: Pki, transport: str
+) -> None:
     secret = tmp_path / "secret"  # laid out as a mounted Secret volume
     publish(secret, _pair(pki.server))
     trust = trusting(pki.a, pki.b)
     cert, key = secret / "tls.crt", secret / "tls.key"
-    with serve_tls(tmp_path, cert, key, trust) as server:
+    with serve_tls(tmp_path, cert, key, trust, *transport_args(transport)) as server:
 
         def serials() -> tuple[int, int]:
             return served_serial(server.http_port, trust), served_serial(server.grpc_port, trust)
