@@ -11,19 +11,15 @@ gRPC's thin layer over HTTP/2 only: the 5-byte message framing, ``grpc-status`` 
 ``grpc_api.InferenceServicer``'s, unchanged, through a context that carries the call's metadata
 and turns ``abort`` into the trailers.
 
-As on grpc.aio, a call the client cancels is cancelled on the server (``_Call``),
-``grpc-timeout`` bounds the whole call, and the drain sends GOAWAY at once so clients move
-their new calls elsewhere while the calls in flight finish. With ``--tls-*`` the port is TLS
-only, through ``tls_server``'s listener (rotation and the handshake timeout as on the HTTPS
-port). What the default transport has that this one does not yet: the connection cap of
-``grpc_api.connection_limits`` (and, without TLS, its handshake timeout), keepalive pings, an
-idle timer that counts calls only (uvicorn's counts any frame, a client's PING too:
-``GRPC_IDLE_MS``), and compressed messages (refused with UNIMPLEMENTED; clients send
+As on grpc.aio, a call the client cancels is cancelled on the server, ``grpc-timeout`` bounds
+the whole call, the drain sends GOAWAY at once so clients move their new calls elsewhere while
+the calls in flight finish, and the connection limits are the default transport's
+(``h2_protocol``: the connections themselves). With ``--tls-*`` the port is TLS only, through
+``tls_server``'s listener (rotation and the handshake timeout as on the HTTPS port). What the
+default transport has that this one does not: HTTP/2 PINGs to find dead peers (TCP keepalive
+does it here), an idle timer that counts calls only (uvicorn's counts any frame, a client's
+PING too: ``GRPC_IDLE_MS``), and compressed messages (refused with UNIMPLEMENTED; clients send
 uncompressed unless asked).
-
-zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM once it has opened 4,096 streams,
-failing the calls in flight, and has no setting for it; ``StreamBudgetProtocol`` ends each
-connection gracefully before that, as a gRPC server with a maximum connection age does.
 """
 
 from __future__ import annotations
@@ -43,7 +39,6 @@ from urllib.parse import quote
 import grpc
 import uvicorn
 from google.protobuf.message import DecodeError, Message
-from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_runtime import tls_server
@@ -51,6 +46,7 @@ from modelfleet_runtime.auth import token_source
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.grpc_api import GRPC_IDLE_MS, InferenceServicer
+from modelfleet_runtime.h2_protocol import CALL, Call, limited
 from modelfleet_runtime.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -60,8 +56,6 @@ REQUESTS: dict[str, type[Message]] = {
     method.name: getattr(pb, method.input_type.name)
     for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
 }
-STREAM_BUDGET = 3584
-"""Streams a connection takes before it is ended gracefully (zttp's cap is 4,096)."""
 _TIMEOUT = re.compile(rb"[0-9]{1,8}[HMSmun]")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _GRPC = [(b"content-type", b"application/grpc")]
@@ -86,27 +80,6 @@ class _Context:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _Aborted(code, details)
-
-
-class _Call:
-    """One call's task, which ``StreamBudgetProtocol`` cancels when the client resets the stream
-    or the connection drops (as grpc.aio cancels a handler whose call the client cancelled);
-    ``gone`` tells that cancel from the drain's. A slot in the stream's scope, not a watcher
-    task per call: that cost a fifth of a small call's CPU."""
-
-    __slots__ = ("gone", "task")
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[Any] | None = None
-        self.gone = False
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.gone = True
-            self.task.cancel()
-
-
-_CALL = "modelfleet.grpc_call"
 
 
 def timeout_of(value: bytes | None) -> float | None:
@@ -137,7 +110,7 @@ class GrpcApp:
             await send({"type": "http.response.start", "status": 415, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        call: _Call | None = scope.get(_CALL)  # None outside StreamBudgetProtocol (tests)
+        call: Call | None = scope.get(CALL)  # None outside StreamBudgetProtocol (tests)
         if call is not None:
             call.task = asyncio.current_task()
         try:
@@ -235,70 +208,6 @@ async def _answer(send: Any, body: bytes, code: grpc.StatusCode, message: str = 
     await send({"type": "http.response.trailers", "headers": status})
 
 
-class StreamBudgetProtocol(ZttpH2Protocol):
-    """uvicorn's HTTP/2 protocol, ending each connection gracefully after ``STREAM_BUDGET``
-    streams: GOAWAY(NO_ERROR) names the last stream taken, the streams in flight are answered,
-    a stream the client opened before it saw the GOAWAY is refused with REFUSED_STREAM (gRPC
-    clients retry those on their new connection), and the client closes the connection (ours
-    closes it ``LINGER`` seconds later if it does not: closing at once can cut frames the client
-    is still sending). Overrides two of uvicorn 0.54-0.55's methods (no hook exists)."""
-
-    budget = STREAM_BUDGET
-    LINGER = 5.0
-    _last: int | None = None
-    _linger: asyncio.TimerHandle | None = None
-    _closing = False
-
-    def handle_request(self, event: Any) -> None:
-        if self._last is not None and event.stream_id > self._last:
-            self.conn.stream(event.stream_id).reset(0x7)  # REFUSED_STREAM
-            self.flush()
-            return
-        super().handle_request(event)
-        cycle = self.cycles.get(event.stream_id)
-        if cycle is not None:  # its task has not started: GrpcApp finds the slot in the scope
-            cycle.scope[_CALL] = _Call()  # type: ignore[literal-required]
-        if self._last is None and event.stream_id >= 2 * self.budget - 1:  # n-th: id 2n - 1
-            self._last = event.stream_id
-            self.conn.close(0, event.stream_id)  # GOAWAY, NO_ERROR
-            self.shutdown_requested = True
-            self.flush()
-
-    def handle_rst_stream(self, event: Any) -> None:
-        cycle = self.cycles.get(event.stream_id)
-        super().handle_rst_stream(event)
-        if cycle is not None and not cycle.response_complete:
-            call: _Call | None = cycle.scope.get(_CALL)  # type: ignore[assignment]
-            if call is not None:
-                call.cancel()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        for cycle in list(self.cycles.values()):
-            call: _Call | None = cycle.scope.get(_CALL)  # type: ignore[assignment]
-            if call is not None and not cycle.response_complete:
-                call.cancel()
-        super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        """The server's drain: GOAWAY naming the last stream taken at once (uvicorn sends it
-        only once the connection is idle, answering new streams 503 meanwhile), so clients
-        move their new calls elsewhere while these finish."""
-        self._closing = True
-        if self.cycles and self._last is None:
-            self._last = max(self.cycles)
-            self.conn.close(0, self._last)
-            self.flush()
-        super().shutdown()
-
-    def _close_connection(self) -> None:
-        if self._last is None or self._closing or self.transport.is_closing():
-            super()._close_connection()
-            return
-        self.flush()
-        if self._linger is None:
-            self._linger = self.loop.call_later(self.LINGER, self.transport.close)
-
-
 class H2Server:
     """The gRPC port's uvicorn server, run inside the app's event loop (no signal handling of
     its own: the HTTP server's drain stops it)."""
@@ -319,11 +228,12 @@ async def start(settings: Settings, dataplane: DataPlane, tls: TlsFiles | None =
     ``tls``, over TLS only (``tls_server``'s listener, as on the HTTPS port: each new
     connection takes the certificate current at that moment, ALPN ``h2``)."""
     servicer = InferenceServicer(dataplane, token_source(settings))
+    protocol_class = limited(settings)
     config = uvicorn.Config(
         GrpcApp(servicer, settings.max_body_size),
         host=settings.host,
         port=settings.grpc_port or 0,
-        http=StreamBudgetProtocol,  # prior-knowledge HTTP/2 only, as gRPC clients speak it
+        http=protocol_class,  # prior-knowledge HTTP/2 only, as gRPC clients speak it
         loop="none",
         lifespan="off",
         access_log=False,
@@ -349,8 +259,8 @@ async def start(settings: Settings, dataplane: DataPlane, tls: TlsFiles | None =
     if tls is None:
         await server.startup(sockets=[listening])
     else:  # uvicorn's startup, with our listener for its own (its shutdown closes it)
-        protocol = partial(StreamBudgetProtocol, config=config,
-                           server_state=server.server_state, app_state={})  # fmt: skip
+        protocol = partial(protocol_class, config=config, server_state=server.server_state,
+                           app_state=server.lifespan.state)  # fmt: skip
         listener = tls_server.TlsListener(
             [listening], protocol, lambda: tls.h2_context, settings.tls_handshake_timeout, "gRPC"
         )

@@ -28,6 +28,9 @@ from tests.helpers.waiting import http_status, wait_until
 
 __all__ = ["wait_until"]  # re-exported: most tests import it from here
 
+GRPC_TRANSPORTS = ["grpc", "h2"]
+"""What may serve the gRPC port (``--grpc-transport``): tests of the port run on both."""
+
 
 @dataclass
 class InProcess:

@@ -8,8 +8,8 @@ with small timeouts set by flags.
 - A body that stops, or trickles below the minimum rate, is cut with a 408; one slower than
   the timeout but above the rate is served; one trickling on after an early 413 is cut.
 - A connection over ``--max-connections`` gets 503 ``{"error": "too many open
-  connections"}`` and ``Connection: close`` at once, in httpx too; gRPC closes one at once
-  and cuts an HTTP/2 handshake that does not come.
+  connections"}`` and ``Connection: close`` at once, in httpx too; gRPC, on either transport,
+  closes one at once and cuts an HTTP/2 handshake that does not come.
 - Behind the TLS listener the same limits hold (503 over the cap, 408 on half a header).
 
 Figures (close times, latency during the flood, memory) come from bench/slow_clients.py.
@@ -26,11 +26,14 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
+from modelfleet_client.oip import inference_pb2 as pb
+from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_runtime.http_limits import raise_descriptor_limit
-from tests.helpers.runtime import Served, free_port, serve_process, wait_until
+from tests.helpers.runtime import GRPC_TRANSPORTS, Served, free_port, serve_process, wait_until
 from tests.helpers.slow_clients import (
     HALF_HEADER,
     IRIS,
@@ -203,22 +206,45 @@ def test_a_connection_over_the_cap_gets_503_and_is_closed(tmp_path: Path) -> Non
         wait_until(lambda: httpx.get(live).status_code == 200, 10, "a free connection served")
         assert closed_total(served)["over_capacity"] == 2
 
-        # gRPC: over the cap, closed at once without a byte (HTTP/2 has no answer before its
-        # handshake).
-        grpc_held = open_slow(grpc_port, cap, b"")
+
+def grpc_live(port: int) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            return bool(stub.ServerLive(pb.ServerLiveRequest(), timeout=5).live)
+        except grpc.RpcError:
+            return False
+
+
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
+def test_a_grpc_connection_over_the_cap_is_closed_at_once(tmp_path: Path, transport: str) -> None:
+    """Over the cap, closed at once without a byte (HTTP/2 has no answer before its
+    handshake), on either transport; the connections under it stay open."""
+    grpc_port, cap = free_port(), 20
+    args = ["--max-connections", str(cap), "--grpc-port", str(grpc_port)]
+    args += ["--header-read-timeout", "60", "--grpc-transport", transport]
+    with serve_process(tmp_path, *args, "--log-level", "WARNING"):
+        held = open_slow(grpc_port, cap, b"")
         over = []
         try:
             over = open_slow(grpc_port, 1, b"")
             assert watch_until_closed(over, 5) == []
             assert over[0].answer == b""
+            assert len(watch_until_closed(held, 0.5)) == cap
         finally:
-            close_all(grpc_held + over)
+            close_all(held + over)
+        wait_until(lambda: grpc_live(grpc_port), 10, "a free connection served")
 
 
-def test_grpc_cuts_a_handshake_that_does_not_come(tmp_path: Path) -> None:
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""A client's HTTP/2 start: the preface and an empty SETTINGS frame."""
+
+
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
+def test_grpc_cuts_a_handshake_that_does_not_come(tmp_path: Path, transport: str) -> None:
     grpc_port = free_port()
     args = ["--grpc-port", str(grpc_port), "--header-read-timeout", "1"]
-    with serve_process(tmp_path, *args) as served:
+    with serve_process(tmp_path, *args, "--grpc-transport", transport) as served:
         assert served.process.poll() is None
         silent = open_slow(grpc_port, 1, b"")
         try:
@@ -226,7 +252,28 @@ def test_grpc_cuts_a_handshake_that_does_not_come(tmp_path: Path) -> None:
         finally:
             close_all(silent)
         assert (silent[0].closed_after or 0) >= 1 - 0.1
-        assert b"handshake timeout" in silent[0].answer  # gRPC's GOAWAY says why
+        if transport == "grpc":
+            assert b"handshake timeout" in silent[0].answer  # gRPC's GOAWAY says why
+        else:  # a client that started HTTP/2 stays, with TCP keepalive probing it
+            started = open_slow(grpc_port, 1, PREFACE)
+            try:
+                assert watch_until_closed(started, 1 + 1.0) == started
+                client_port = started[0].sock.getsockname()[1]
+                assert keepalive_timer(grpc_port, client_port)
+            finally:
+                close_all(started)
+        assert grpc_live(grpc_port)
+
+
+def keepalive_timer(server_port: int, client_port: int) -> bool:
+    """Whether the server's side of a loopback connection runs a keepalive timer
+    (/proc/net/tcp's ``tr`` field 2 on an idle established socket: SO_KEEPALIVE is on)."""
+    ends = (f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}")
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == ends:
+            return fields[5].split(":")[0] == "02"
+    raise AssertionError(f"no connection {ends} in /proc/net/tcp")
 
 
 def test_the_limits_hold_on_the_tls_port(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from modelfleet_runtime import grpc_api, grpc_h2
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.metrics import Metrics
 from tests.helpers import onnx_models
-from tests.helpers.runtime import InProcess, loaded_app, open_in_process
+from tests.helpers.runtime import GRPC_TRANSPORTS, InProcess, loaded_app, open_in_process
 
 OpenClient = Callable[..., AbstractAsyncContextManager[InProcess]]
 
@@ -48,7 +48,7 @@ class Served:
 Open = Callable[..., AbstractAsyncContextManager[Served]]
 
 
-@pytest.fixture(params=["grpc", "h2"])
+@pytest.fixture(params=GRPC_TRANSPORTS)
 def open_grpc(tmp_path: Path, request: pytest.FixtureRequest) -> Open:
     """A gRPC server over a loaded data plane, on each transport (``--grpc-transport``)."""
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from modelfleet_client.oip import inference_pb2 as pb
-from modelfleet_runtime import grpc_h2
+from modelfleet_runtime import grpc_h2, h2_protocol
 from modelfleet_runtime.config import Settings
 from modelfleet_runtime.dataplane import DataPlane
 from modelfleet_runtime.grpc_api import InferenceServicer
@@ -36,15 +36,15 @@ async def test_connections_end_gracefully_after_their_stream_budget(
 ) -> None:
     """With a budget of 20 streams, 300 calls at 8 at a time on one channel use several
     connections, and not one call fails."""
-    monkeypatch.setattr(grpc_h2.StreamBudgetProtocol, "budget", 20)
+    monkeypatch.setattr(h2_protocol.StreamBudgetProtocol, "budget", 20)
     opened: list[object] = []
-    connection_made = grpc_h2.StreamBudgetProtocol.connection_made
+    connection_made = h2_protocol.StreamBudgetProtocol.connection_made
 
     def counting(self: Any, transport: Any) -> None:
         opened.append(self)
         connection_made(self, transport)
 
-    monkeypatch.setattr(grpc_h2.StreamBudgetProtocol, "connection_made", counting)
+    monkeypatch.setattr(h2_protocol.StreamBudgetProtocol, "connection_made", counting)
     async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
         request, failures = infer_request(), []
 

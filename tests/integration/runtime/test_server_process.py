@@ -21,7 +21,7 @@ import pytest
 from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from tests.helpers import onnx_models
-from tests.helpers.runtime import free_port, serve_process, wait_until
+from tests.helpers.runtime import GRPC_TRANSPORTS, free_port, serve_process, wait_until
 
 ROW = {"name": "input0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
 
@@ -161,7 +161,7 @@ def test_a_refused_model_uri_is_one_clear_line_not_a_traceback(tmp_path: Path) -
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("transport", ["grpc", "h2"])
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
 def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path, transport: str) -> None:
     """The process wiring: gRPC on its own port, the same model, in-flight gRPC calls finish
     on SIGTERM, and the process still exits 0; on both transports."""
@@ -190,7 +190,7 @@ def test_grpc_serves_beside_http_and_drains_on_sigterm(tmp_path: Path, transport
         assert f"gRPC (Open Inference Protocol) listening on 127.0.0.1:{port}" in served.output()
 
 
-@pytest.mark.parametrize("transport", ["grpc", "h2"])
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
 def test_a_taken_grpc_port_fails_the_start_and_says_so(tmp_path: Path, transport: str) -> None:
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

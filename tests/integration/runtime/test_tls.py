@@ -35,7 +35,7 @@ from modelfleet_client.oip import inference_pb2 as pb
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
 from modelfleet_client.tls import Cert
 from tests.helpers import peers
-from tests.helpers.runtime import Served, free_port, serve_process
+from tests.helpers.runtime import GRPC_TRANSPORTS, Served, free_port, serve_process
 from tests.helpers.tls import Ca, Issued
 
 HERE = Path(__file__).parent
@@ -93,15 +93,11 @@ def serve_tls(
         yield TlsServer(served, grpc_port)
 
 
-TRANSPORTS = ["grpc", "h2"]
-"""What serves the gRPC port (``--grpc-transport``): both take the same files, the same way."""
-
-
 def transport_args(transport: str) -> list[str]:
     return ["--grpc-transport", transport]
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
+@pytest.fixture(scope="module", params=GRPC_TRANSPORTS)
 def https(
     tmp_path_factory: pytest.TempPathFactory, pki: Pki, request: pytest.FixtureRequest
 ) -> Iterator[TlsServer]:
@@ -112,7 +108,7 @@ def https(
         yield server
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
+@pytest.fixture(scope="module", params=GRPC_TRANSPORTS)
 def mutual(
     tmp_path_factory: pytest.TempPathFactory, pki: Pki, request: pytest.FixtureRequest
 ) -> Iterator[TlsServer]:
@@ -311,7 +307,7 @@ def _closed_by_server(port: int, send: bytes) -> bool:
             return True
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
 def test_stalled_handshakes_are_closed_after_the_timeout(
     tmp_path: Path, pki: Pki, transport: str
 ) -> None:

@@ -27,11 +27,11 @@ import pytest
 from cryptography import x509
 
 from modelfleet_client.oip import inference_pb2_grpc as pb_grpc
+from tests.helpers.runtime import GRPC_TRANSPORTS
 from tests.helpers.tls import Issued, publish
 from tests.helpers.waiting import wait_until
 from tests.integration.runtime.test_tls import (
     INFER_JSON,
-    TRANSPORTS,
     Pki,
     TlsServer,
     grpc_credentials,
@@ -133,7 +133,7 @@ def _pair(issued: Issued) -> dict[str, bytes]:
     return {"tls.crt": issued.cert.read_bytes(), "tls.key": issued.key.read_bytes()}
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", GRPC_TRANSPORTS)
 def test_certificates_rotate_under_load_with_no_failed_request(
     tmp_path: Path, pki: Pki, transport: str
 ) -> None:
