@@ -119,8 +119,14 @@ class GrpcApp:
             deadline = timeout_of(headers.get(b"grpc-timeout"))
             call_ = self._call(getattr(self.servicer, path[len(SERVICE) :]), request_type,
                                scope, receive)  # fmt: skip
-            if deadline is None:  # no timeout context: 4.7% of samples (py-spy)
+            if deadline is None:
                 reply = await call_
+            elif call is not None:  # a timer, not a timeout context: 3.4% of a call (py-spy)
+                timer = asyncio.get_running_loop().call_later(deadline, call.expire)
+                try:
+                    reply = await call_
+                finally:
+                    timer.cancel()
             else:
                 async with asyncio.timeout(deadline):
                     reply = await call_
@@ -133,6 +139,10 @@ class GrpcApp:
         except asyncio.CancelledError:
             if call is not None and call.gone:  # the client reset the stream: no one to answer
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                return
+            if call is not None and call.expired:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                await _answer(send, b"", grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 return
             # The server's drain ran out of time: say so, then stop.
             await _answer(send, b"", grpc.StatusCode.UNAVAILABLE, "server shutting down")
@@ -239,6 +249,7 @@ async def start(settings: Settings, dataplane: DataPlane, tls: TlsFiles | None =
         access_log=False,
         log_config=None,
         timeout_keep_alive=GRPC_IDLE_MS // 1000,
+        proxy_headers=False,  # nothing here reads the client's address (1.3% of a call)
         server_header=False,
         date_header=False,
     )

@@ -229,3 +229,32 @@ def test_grpc_timeout_values(header: bytes, seconds: float) -> None:
 def test_malformed_grpc_timeouts_are_refused(header: bytes) -> None:
     with pytest.raises(grpc_h2._Aborted, match="malformed grpc-timeout"):
         grpc_h2.timeout_of(header)
+
+
+@pytest.mark.parametrize("slot", [True, False], ids=["call slot", "no slot"])
+async def test_the_server_answers_deadline_exceeded_itself(slot: bool) -> None:
+    """A call still unanswered at its ``grpc-timeout`` gets DEADLINE_EXCEEDED from the server
+    (here its message never comes): through the stream's ``Call`` slot (a timer, as under
+    ``StreamBudgetProtocol``) or, without one, a timeout context; the task is not left
+    cancelled."""
+    live = cast(DataPlane, _Live())
+    app = grpc_h2.GrpcApp(InferenceServicer(live, None), max_message=1024)
+    scope: dict[str, Any] = {
+        "type": "http", "method": "POST", "path": "/inference.GRPCInferenceService/ServerLive",
+        "headers": [(b"content-type", b"application/grpc"), (b"grpc-timeout", b"50m")],
+    }  # fmt: skip
+    if slot:
+        scope[h2_protocol.CALL] = h2_protocol.Call()
+
+    async def never() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    sent = Recorder()
+    task = asyncio.ensure_future(app(scope, never, sent))
+    await asyncio.wait_for(task, 10)
+    assert (sent.trailers[b"grpc-status"], sent.trailers[b"grpc-message"]) == (
+        b"4",  # DEADLINE_EXCEEDED
+        b"deadline exceeded",
+    )
+    assert task.cancelling() == 0
