@@ -88,6 +88,22 @@ async def test_infer_typed_and_raw_give_the_same_answer(open_grpc: Open) -> None
         np.testing.assert_array_equal(outputs(first)["output0"], [[2, 3, 4, 5]])
 
 
+@pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
+async def test_compressed_requests_are_answered(
+    open_grpc: Open, compression: grpc.Compression
+) -> None:
+    """A client that compresses its messages (grpcio's ``compression=``, tritonclient's
+    ``compression_algorithm``) is answered as one that does not."""
+    async with open_grpc("adder", {1: onnx_models.add_constant(1.0)}) as served:
+        request = pb.ModelInferRequest(
+            model_name="adder", inputs=[fp32("input0", [1, 2, 3, 4] * 64, [64, 4])]
+        )
+        reply = await served.stub.ModelInfer(request, compression=compression)
+        np.testing.assert_array_equal(
+            outputs(reply)["output0"], np.array([[2, 3, 4, 5]] * 64, dtype=np.float32)
+        )
+
+
 async def test_requested_outputs_only(open_grpc: Open) -> None:
     async with open_grpc("pair", {1: onnx_models.two_in_two_out()}) as served:
         request = pb.ModelInferRequest(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import zlib
 from typing import Any, cast
 
 import grpc
@@ -184,8 +185,8 @@ async def test_the_framing_and_its_refusals() -> None:
     ok = await call_app(framed(pb.ServerLiveRequest().SerializeToString()))
     assert ok.trailers[b"grpc-status"] == b"0"
     assert pb.ServerLiveResponse.FromString(ok.body[5:]).live
-    compressed = await call_app(framed(b"", compressed=1))
-    assert compressed.trailers[b"grpc-status"] == b"12"  # UNIMPLEMENTED
+    compressed = await call_app(framed(b"", compressed=1))  # and no grpc-encoding
+    assert compressed.trailers[b"grpc-status"] == b"13"  # INTERNAL
     two = await call_app(framed(b"") + framed(b""))
     assert two.trailers[b"grpc-status"] == b"13"  # INTERNAL, as grpc-java answers it
     cut = await call_app(framed(b"\0" * 10)[:-3])
@@ -258,3 +259,31 @@ async def test_the_server_answers_deadline_exceeded_itself(slot: bool) -> None:
         b"deadline exceeded",
     )
     assert task.cancelling() == 0
+
+
+def deflated(data: bytes, wbits: int) -> bytes:
+    squeezer = zlib.compressobj(wbits=wbits)
+    return squeezer.compress(data) + squeezer.flush()
+
+
+async def test_compressed_messages_and_their_refusals() -> None:
+    """gzip and deflate (zlib's format, as gRPC means it) are taken, bounded by the limit on
+    the decompressed size (a small bomb is refused); other encodings, a compressed message
+    without one, and broken or cut compressed data get the statuses grpcio gives."""
+    live = pb.ServerLiveRequest().SerializeToString() + b"\x08\x00"  # an unknown field: bytes
+    for encoding, wbits in ((b"gzip", 31), (b"deflate", 15)):
+        headers = [(b"content-type", b"application/grpc"), (b"grpc-encoding", encoding)]
+        ok = await call_app(framed(deflated(live, wbits), compressed=1), headers)
+        assert ok.trailers[b"grpc-status"] == b"0", encoding
+        assert pb.ServerLiveResponse.FromString(ok.body[5:]).live
+        bomb = await call_app(framed(deflated(b"\0" * 5000, wbits), compressed=1), headers)
+        assert bomb.trailers[b"grpc-status"] == b"8", encoding  # RESOURCE_EXHAUSTED
+        cut = await call_app(framed(deflated(live * 50, wbits)[:-6], compressed=1), headers)
+        assert cut.trailers[b"grpc-status"] == b"13", encoding  # INTERNAL
+        garbage = await call_app(framed(b"not compressed", compressed=1), headers)
+        assert garbage.trailers[b"grpc-status"] == b"13", encoding
+        assert b"cannot decompress" in garbage.trailers[b"grpc-message"]
+    brotli = [(b"content-type", b"application/grpc"), (b"grpc-encoding", b"br")]
+    unknown = await call_app(framed(b"x", compressed=1), brotli)
+    assert unknown.trailers[b"grpc-status"] == b"12"  # UNIMPLEMENTED
+    assert b"gzip" in unknown.trailers[b"grpc-message"]
