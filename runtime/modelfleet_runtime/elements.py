@@ -23,6 +23,7 @@ _INT_RANGES = {
 TAKES = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}
 """The kinds of JSON numbers each kind of tensor takes (numpy's kinds: bool, int, uint, float;
 booleans count as 0 and 1 in a number tensor)."""
+_FLOAT_TOP = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
 
 
 def integral(value: Any) -> bool:
@@ -118,6 +119,12 @@ def cast_values(
             raise BadRequestError(f"input '{name}': a value is out of range for {datatype}")
     if dtype.kind != "f" or array.dtype == dtype:
         return array.astype(dtype, copy=False)  # integer ranges checked above: nothing to lose
+    # Only a value past the target's largest can overflow: two reductions prove none is, where
+    # np.errstate costs more (5% of a batched MLP-wide request's CPU, py-spy); NaN and
+    # infinities fail the test and take the checked cast.
+    top = _FLOAT_TOP[dtype]
+    if -top <= array.min() and array.max() <= top:
+        return array.astype(dtype)
     try:
         with np.errstate(over="raise"):  # 1e39 as FP32 is an error, not a silent inf
             return array.astype(dtype)
