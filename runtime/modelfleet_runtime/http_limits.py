@@ -46,6 +46,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelfleet_runtime import codec
 from modelfleet_runtime.config import Settings
+from modelfleet_runtime.held_writes import HeldHeadTransport
 from modelfleet_runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             guard.refuse(transport, self.server_state.default_headers)
             return
         super().connection_made(transport)
+        self.transport = HeldHeadTransport(transport, self.loop)  # type: ignore[assignment]
         self._since = self._seen_at = self.loop.time()
         self._key: object = None  # what the sweep last saw the connection wait for
         self._body = self._seen = self._mark = 0
@@ -152,7 +154,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.guard.open.discard(self)
         super().connection_lost(exc)
 
-    def on_body(self, body: bytes) -> None:  # the one addition to a request's own path
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.transport.expect_head()  # type: ignore[attr-defined]
+
+    def on_body(self, body: bytes) -> None:
         super().on_body(body)
         self._body += len(body)
 
